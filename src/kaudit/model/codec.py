@@ -14,8 +14,10 @@ Decoding an apiserver-written line and encoding it again gives the same bytes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import msgspec
 from msgspec import UNSET, Raw
@@ -40,6 +42,8 @@ _HTML_ESCAPES = (
     ("\u2029".encode(), b"\\u2029"),
 )
 _WS = (b" ", b"\n", b"\t", b"\r")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_T = TypeVar("_T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -57,7 +61,8 @@ def format_micro(value: datetime | int | None) -> str | None:
         value = _EPOCH + timedelta(microseconds=value)
     elif value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: glibc's %Y does not zero-pad years before 1000.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -115,6 +120,8 @@ def decode_event(data: bytes | str, location: Location | None = None) -> Event:
         ev = _EVENT_DECODER.decode(data)
     except msgspec.DecodeError as exc:
         raise DecodeError(_describe(exc), location) from None
+    except UnicodeDecodeError:
+        ev = _decode_invalid_utf8(_EVENT_DECODER, data, location)
     return _normalise(ev, location)
 
 
@@ -124,13 +131,26 @@ def decode_event_list(data: bytes | str, location: Location | None = None) -> li
         lst = _EVENT_LIST_DECODER.decode(data)
     except msgspec.DecodeError as exc:
         raise DecodeError(_describe(exc), location) from None
+    except UnicodeDecodeError:
+        lst = _decode_invalid_utf8(_EVENT_LIST_DECODER, data, location)
     if lst.kind is not UNSET and lst.kind != "EventList":
         raise DecodeError(f'kind: expected "EventList", got "{lst.kind}"', location)
     _check_version(lst.api_version, location, "$")
     return [_normalise(ev, location, f"$.items[{i}]") for i, ev in enumerate(lst.items)]
 
 
-def _describe(exc: msgspec.DecodeError) -> str:
+def _decode_invalid_utf8(
+    decoder: msgspec.json.Decoder[_T], data: bytes | str, location: Location | None
+) -> _T:
+    """Go's decoder reads each byte that is not UTF-8 as U+FFFD; so does kaudit."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    try:
+        return decoder.decode(text)
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        raise DecodeError(_describe(exc), location) from None
+
+
+def _describe(exc: Exception) -> str:
     msg = str(exc)
     if msg.startswith("Expected `object`, got"):
         return f"expected a JSON object (an audit.k8s.io/v1 Event): {msg}"
@@ -202,8 +222,7 @@ def encode_event(ev: Event, *, typed: bool = True) -> bytes:
     ``typed`` writes ``kind``/``apiVersion`` as the log backend does; the webhook's
     EventList items leave them out.
     """
-    body = _ENCODER.encode(canonical(ev))
-    body = _go_escape(body)
+    body = _go_escape(_encode_body(ev))
     if typed:
         return _TYPED_PREFIX + body[1:] + b"\n"
     return body + b"\n"
@@ -211,8 +230,45 @@ def encode_event(ev: Event, *, typed: bool = True) -> bytes:
 
 def encode_event_list(events: Iterable[Event]) -> bytes:
     """An ``EventList`` exactly as the webhook backend POSTs it (trailing newline)."""
-    items = b",".join(_go_escape(_ENCODER.encode(canonical(ev))) for ev in events)
+    items = b",".join(_go_escape(_encode_body(ev)) for ev in events)
     return _LIST_PREFIX + items + b"]}\n"
+
+
+def _encode_body(ev: Event) -> bytes:
+    try:
+        return _ENCODER.encode(canonical(ev))
+    except UnicodeEncodeError:
+        pass
+    # A lone surrogate: a byte that is not UTF-8, carried the surrogateescape way (a
+    # legacy line's \xff, say). Go writes each such byte as the escape \ufffd. Mark
+    # them with a noncharacter the event does not hold, then swap the mark's bytes
+    # for the escape.
+    ev = canonical(ev)
+    for cp in range(0xFDD0, 0xFDF0):
+        mark = chr(cp)
+        count = [0]
+        body = _ENCODER.encode(_scrub(ev, mark, count))
+        if body.count(mark.encode()) == count[0]:
+            return body.replace(mark.encode(), b"\\ufffd")
+    return _ENCODER.encode(_scrub(ev, "\ufffd", [0]))  # pragma: no cover
+
+
+def _scrub(value: Any, mark: str, count: list[int]) -> Any:
+    """``value`` with every lone surrogate in its strings replaced by ``mark``."""
+    if isinstance(value, str):
+        out, n = _SURROGATE.subn(mark, value)
+        count[0] += n
+        return out
+    if isinstance(value, list):
+        return [_scrub(v, mark, count) for v in value]
+    if isinstance(value, dict):
+        return {_scrub(k, mark, count): _scrub(v, mark, count) for k, v in value.items()}
+    if isinstance(value, msgspec.Struct):
+        fields = value.__struct_fields__
+        return msgspec.structs.replace(
+            value, **{f: _scrub(getattr(value, f), mark, count) for f in fields}
+        )
+    return value
 
 
 def _go_escape(body: bytes) -> bytes:
@@ -295,9 +351,7 @@ def _canonical_user(u: UserInfo) -> UserInfo:
 
 def _canonical_ref(ref: ObjectReference) -> ObjectReference:
     changes = {
-        f: UNSET
-        for f in ref.__struct_fields__
-        if (v := getattr(ref, f)) is not UNSET and v == ""
+        f: UNSET for f in ref.__struct_fields__ if (v := getattr(ref, f)) is not UNSET and v == ""
     }
     return msgspec.structs.replace(ref, **changes) if changes else ref
 
