@@ -48,9 +48,12 @@ class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(n for n in COMMANDS if _module_exists(COMMANDS[n]))
+        lazy = {n for n in COMMANDS if _module_exists(COMMANDS[n])}
+        return sorted(lazy | set(self.commands))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
         target = COMMANDS.get(cmd_name)
         if target is None or not _module_exists(target):
             return None

@@ -30,6 +30,8 @@ from kaudit.model.types import Event
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 
 _TYPED_PREFIX = b'{"kind":"Event","apiVersion":"audit.k8s.io/v1",'
+# Separators a compact (Go-written) document never has outside strings.
+_LOOSE = (b'": ', b'", "', b"\n", b", {")
 
 
 @dataclass(slots=True)
@@ -184,10 +186,9 @@ def _document(
             for e in found:
                 yield Record(e, encode_event(e)[:-1], source, lineno)
             continue
-        if data.startswith(b'{"level":'):
+        if data.startswith(b'{"level":"') and not any(s in data for s in _LOOSE):
+            # A compact webhook item: the log line is the item with kind/apiVersion.
             raw = _TYPED_PREFIX + data[1:]
-        elif data.startswith(_TYPED_PREFIX) and b"\n" not in data:
-            raw = data
         else:
             raw = encode_event(ev)[:-1]
         yield Record(ev, raw, source, lineno)
