@@ -135,7 +135,7 @@ def _scan_quoted(s: str, pos: int) -> tuple[str, int]:
         if not any(0xD800 <= ord(c) <= 0xDFFF for c in body if ord(c) > 0x7F):
             return body, m.end()
     if pos >= len(s) or s[pos] != '"':
-        raise _QuoteError("expected '\"'", pos)
+        raise _QuoteError(f"expected a quoted string, found {_found(s, pos)}", pos)
     buf = bytearray()
     i = pos + 1
     n = len(s)
