@@ -535,3 +535,155 @@ IS_LEGACY: dict[str, tuple[bytes, bool]] = {
 def test_is_legacy_line(name: str) -> None:
     data, want = IS_LEGACY[name]
     assert is_legacy_line(data) is want
+
+
+# --- kaudit convert ----------------------------------------------------------------------
+
+JSON_LINE = (
+    b'{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata",'
+    b'"auditID":"2f1e5c1a-7b9d-4c3e-9a51-0d6f3b2a8c44","stage":"ResponseComplete",'
+    b'"requestURI":"/api/v1/namespaces/default/pods?limit=500","verb":"list",'
+    b'"user":{"username":"admin","groups":["system:masters","system:authenticated"]},'
+    b'"sourceIPs":["127.0.0.1"],"userAgent":"kubectl/v1.36.0 (linux/amd64) kubernetes/abcdef0",'
+    b'"objectRef":{"resource":"pods","namespace":"default","apiVersion":"v1"},'
+    b'"responseStatus":{"metadata":{},"code":200},'
+    b'"requestReceivedTimestamp":"2024-05-06T07:08:09.123456Z",'
+    b'"stageTimestamp":"2024-05-06T07:08:09.130001Z",'
+    b'"annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":""}}\n'
+)
+JSON_LINE_AS_LEGACY = (
+    b'2024-05-06T07:08:09.123456Z AUDIT: id="2f1e5c1a-7b9d-4c3e-9a51-0d6f3b2a8c44" '
+    b'stage="ResponseComplete" ip="127.0.0.1" method="list" user="admin" '
+    b'groups="\\"system:masters\\",\\"system:authenticated\\"" as="<self>" '
+    b'asgroups="<lookup>" user-agent="kubectl/v1.36.0 (linux/amd64) kubernetes/abcdef0" '
+    b'namespace="default" uri="/api/v1/namespaces/default/pods?limit=500" response="200"\n'
+)
+LEGACY_LINES = "".join(
+    EXAMPLES[n][2] + "\n"
+    for n in ("only-audit-id", "failed-authentication", "escaping-and-empty-asgroups")
+).encode()
+
+
+def _run(args: list[str], data: bytes) -> tuple[int, bytes, str]:
+    from click.testing import CliRunner
+
+    from kaudit.cli import main
+
+    result = CliRunner().invoke(main, args, input=data)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout_bytes, result.stderr
+
+
+def test_convert_json_to_legacy() -> None:
+    code, out, err = _run(["convert", "--to", "legacy"], JSON_LINE)
+    assert (code, out, err) == (0, JSON_LINE_AS_LEGACY, "")
+
+
+def test_convert_json_to_json_is_identity() -> None:
+    code, out, _ = _run(["convert", "--to", "json", "-"], JSON_LINE * 3)
+    assert (code, out) == (0, JSON_LINE * 3)
+
+
+def test_convert_legacy_round_trip() -> None:
+    code, as_json, _ = _run(["convert", "--to", "json"], LEGACY_LINES)
+    assert code == 0 and as_json.count(b"\n") == 3
+    code, back, _ = _run(["convert", "--to", "legacy"], as_json)
+    assert code == 0
+    # Through JSON the empty impersonated group list is omitted (omitempty): <lookup>.
+    assert back == LEGACY_LINES.replace(b'asgroups=""', b'asgroups="<lookup>"')
+
+
+def test_convert_event_list_and_array() -> None:
+    item = JSON_LINE[JSON_LINE.index(b'"level"') - 1 : -1]
+    item = b"{" + item[1:]
+    event_list = (
+        b'{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":['
+        + item
+        + b","
+        + item
+        + b"]}\n"
+    )
+    code, out, _ = _run(["convert", "--to", "json"], event_list)
+    assert (code, out) == (0, JSON_LINE * 2)
+    pretty = json.dumps(json.loads(event_list), indent=2).encode()
+    code, out, _ = _run(["convert", "--to", "json"], pretty)
+    assert (code, out) == (0, JSON_LINE * 2)
+    array = b"[\n" + JSON_LINE.rstrip() + b",\n" + item + b"\n]\n"
+    code, out, _ = _run(["convert", "--to", "json"], array)
+    assert (code, out) == (0, JSON_LINE * 2)
+
+
+def test_convert_bad_lines_are_reported_and_skipped() -> None:
+    data = JSON_LINE + b"not an event\n" + LEGACY_LINES[:40] + b"\n" + b'{"kind": 0}\n' + JSON_LINE
+    code, out, err = _run(["convert", "--to", "json"], data)
+    assert code == 1
+    assert out == JSON_LINE * 2
+    lines = err.splitlines()
+    assert lines[0].startswith("<stdin>:2: expected a JSON audit event")
+    assert lines[1] == "<stdin>:3: column 41: legacy audit line: id: unterminated quoted string"
+    assert lines[2] == "<stdin>:4: Expected `str`, got `int` - at `$.kind`"
+    assert lines[3] == "error: 3 bad record(s) skipped"
+
+
+def test_convert_gzip_file_to_file(tmp_path: pytest.TempPathFactory) -> None:
+    import gzip
+    from pathlib import Path
+
+    src = Path(str(tmp_path)) / "audit.log.gz"
+    src.write_bytes(gzip.compress(JSON_LINE * 2))
+    dst = Path(str(tmp_path)) / "audit.legacy"
+    code, out, err = _run(["convert", "--to", "legacy", str(src), "-o", str(dst)], b"")
+    assert (code, out, err) == (0, b"", "")
+    assert dst.read_bytes() == JSON_LINE_AS_LEGACY * 2
+    # gzip recognised by its magic number, whatever the name; .gz output compressed.
+    plain_name = Path(str(tmp_path)) / "audit.log"
+    plain_name.write_bytes(gzip.compress(JSON_LINE))
+    out_gz = Path(str(tmp_path)) / "out.jsonl.gz"
+    code, _, _ = _run(["convert", "--to", "json", str(plain_name), "-o", str(out_gz)], b"")
+    assert code == 0 and gzip.decompress(out_gz.read_bytes()) == JSON_LINE
+
+
+def test_convert_truncated_gzip(tmp_path: pytest.TempPathFactory) -> None:
+    import gzip
+    from pathlib import Path
+
+    src = Path(str(tmp_path)) / "audit.log.gz"
+    src.write_bytes(gzip.compress(JSON_LINE * 50)[:60])
+    code, _, err = _run(["convert", "--to", "legacy", str(src)], b"")
+    assert code == 1
+    assert f"{src}: cannot read: " in err
+
+
+def test_convert_usage_errors() -> None:
+    code, _, err = _run(["convert"], b"")
+    assert code == 2 and "--to" in err
+    code, _, err = _run(["convert", "--to", "yaml"], b"")
+    assert code == 2
+    code, _, err = _run(["convert", "--to", "json", "/nonexistent/audit.log"], b"")
+    assert code == 2 and "does not exist" in err
+
+
+def test_convert_subprocess(tmp_path: pytest.TempPathFactory) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "kaudit"
+    src = Path(str(tmp_path)) / "legacy.log"
+    src.write_bytes(LEGACY_LINES + b"garbage\n")
+    proc = subprocess.run(
+        [str(exe), "convert", "--to", "json", str(src)], capture_output=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert proc.stdout.count(b"\n") == 3
+    assert proc.stderr.decode().splitlines() == [
+        f"{src}:4: expected a JSON audit event, an EventList, a JSON array or a legacy "
+        "audit line; got 'garbage'",
+        "error: 1 bad record(s) skipped",
+    ]
+    proc = subprocess.run(
+        [str(exe), "convert", "--to", "legacy"], input=proc.stdout, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == LEGACY_LINES.replace(b'asgroups=""', b'asgroups="<lookup>"')
