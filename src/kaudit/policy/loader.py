@@ -123,7 +123,7 @@ def decode_policy(data: bytes | str, source: str = "<policy>") -> Policy:
         raise _fail([_yaml_problem(source, exc)]) from None
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML marks all it raises
         raise _fail([f"{source}: invalid YAML: {exc}"]) from None
-    docs = [d for d in docs if d is not None]
+    docs = [d for d in docs if d is not None and not _is_null(d)]
     if not docs:
         raise _fail(
             [
@@ -175,7 +175,7 @@ class _Decoder:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.problems: list[str] = []
+        self.found: list[tuple[int, int, str]] = []
         self.positions: dict[str, tuple[int, int]] = {}
 
     # --- reporting ----------------------------------------------------------------
@@ -186,7 +186,13 @@ class _Decoder:
 
     def problem(self, node: yaml.Node, path: str, message: str) -> None:
         prefix = f"{path}: " if path else ""
-        self.problems.append(f"{self._at(node)}: {prefix}{message}")
+        m = node.start_mark
+        self.found.append((m.line, m.column, f"{self._at(node)}: {prefix}{message}"))
+
+    @property
+    def problems(self) -> list[str]:
+        """Every problem found so far, in file order."""
+        return [text for _, _, text in sorted(self.found, key=lambda f: (f[0], f[1]))]
 
     def _mark(self, path: str, node: yaml.Node) -> None:
         m = node.start_mark
