@@ -83,7 +83,10 @@ def test_good_policy_decodes_every_field() -> None:
 
 
 def test_json_policy_with_tabs() -> None:
-    text = '{\n\t"apiVersion": "audit.k8s.io/v1",\n\t"kind": "Policy",\n\t"rules": [{"level": "Metadata"}]\n}'
+    text = (
+        '{\n\t"apiVersion": "audit.k8s.io/v1",\n\t"kind": "Policy",\n'
+        '\t"rules": [{"level": "Metadata"}]\n}'
+    )
     assert load_policy_bytes(text.encode(), "p.json").rules == (PolicyRule(level="Metadata"),)
 
 
@@ -153,7 +156,8 @@ def test_every_problem_at_once() -> None:
         ),
         (
             HEAD + "rules:\n- level: None\n  resources: [pods]\n",
-            'rules[0].resources[0]: expected a GroupResources object (a mapping), got a string "pods"',
+            "rules[0].resources[0]: expected a GroupResources object (a mapping), "
+            'got a string "pods"',
         ),
     ],
 )
@@ -179,7 +183,8 @@ def test_v1alpha1_rejected() -> None:
 def test_missing_apiversion_and_kind_like_upstream() -> None:
     (p,) = _problems("rules:\n- level: None\n")
     assert p.startswith(
-        "policy.yaml:1:1: unknown group version field audit.k8s.io/__internal, Kind=Policy in policy"
+        "policy.yaml:1:1: unknown group version field audit.k8s.io/__internal, "
+        "Kind=Policy in policy"
     )
     assert "expected apiVersion: audit.k8s.io/v1 and kind: Policy" in p
 
