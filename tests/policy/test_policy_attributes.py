@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the tables mirror upstream requestinfo_test.go one case per line)
 """Attributes from HTTP requests (RequestInfo, upstream requestinfo_test.go) and from events."""
 
 from __future__ import annotations
