@@ -1,0 +1,267 @@
+"""The single writer: append (durable on return), flush to segments, recover.
+
+An append flattens the batch, drops what is already stored (:mod:`.dedup`),
+writes one WAL frame and fsyncs it. A flush turns the current WAL file into one
+Parquet segment per hour partition, named after the WAL file, records them in the
+manifest (with the WAL's name) and then deletes the WAL file. Because segment
+names come from the WAL's id, a flush interrupted at any point is simply redone
+on the next start: the same names are overwritten, and a WAL the manifest already
+records is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from kaudit.errors import StoreError
+from kaudit.model.codec import encode_event
+from kaudit.model.documents import Record
+from kaudit.model.types import Event
+from kaudit.store.dedup import Deduper, mask_or_all
+from kaudit.store.flatten import flatten
+from kaudit.store.layout import EVENTS_DIR, TMP_PREFIX, WAL_DIR, ensure_dir, fsync_dir, new_id
+from kaudit.store.lock import WriterLock
+from kaudit.store.manifest import Manifest
+from kaudit.store.reader import wal_files
+from kaudit.store.segments import partition_of, write_segments
+from kaudit.store.wal import WalFile, encode_frame, read_wal
+
+if TYPE_CHECKING:
+    from kaudit.store import Store
+
+log = logging.getLogger("kaudit.store")
+
+_FLUSH_RETRY_SECS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    received: int
+    stored: int
+    duplicates: int
+
+
+class Writer:
+    """Holds the single-writer lock from creation until :meth:`close`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.root: Path = store.path
+        self.settings = store.settings
+        self._mutex = threading.RLock()
+        self._lock = WriterLock(self.root)
+        self._closed = False
+        try:
+            ensure_dir(self.root / WAL_DIR)
+            ensure_dir(self.root / EVENTS_DIR)
+            self.manifest = Manifest(self.root)
+            self.dedup = Deduper(self.root, self.settings)
+            self._pending: list[pa.Table] = []
+            self._pending_since: float | None = None
+            self._flush_failed_at: float | None = None
+            self._recover()
+            self.dedup.warm(list(self.manifest.state.segments.values()))
+            self._wal = WalFile(self.root / WAL_DIR / f"{new_id()}.wal")
+        except BaseException:
+            self._lock.release()
+            raise
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="kaudit-store-flush", daemon=True)
+        self._ticker.start()
+
+    # --- appending -----------------------------------------------------------------
+
+    def append(self, records: Iterable[Record], *, cluster: str = "") -> AppendResult:
+        """Store ``records``; durable (fsynced) when this returns."""
+        table = flatten(records, cluster)
+        return self._append_table(table)
+
+    def append_events(self, events: Iterable[Event], *, cluster: str = "") -> AppendResult:
+        """Store events; ``event`` is their exact apiserver encoding."""
+        recs = (Record(ev, encode_event(ev)[:-1], "", 0) for ev in events)
+        return self.append(recs, cluster=cluster)
+
+    def _append_table(self, table: pa.Table) -> AppendResult:
+        received = table.num_rows
+        if received == 0:
+            return AppendResult(0, 0, 0)
+        with self._mutex:
+            self._check_open()
+            mask, kept = self.dedup.check(table, self._segments_for_hours)
+            table = mask_or_all(table, mask)
+            stored = table.num_rows
+            if stored:
+                self._wal.append(encode_frame(table))
+                self.dedup.commit(kept)
+                self._pending.append(table)
+                if self._pending_since is None:
+                    self._pending_since = time.monotonic()
+            self._maybe_flush()
+        return AppendResult(received, stored, received - stored)
+
+    def _segments_for_hours(self, hour_set: set[int]) -> list[str]:
+        wanted = {partition_of(h) for h in hour_set}
+        return [
+            str(self.root / s.path)
+            for s in self.manifest.state.segments.values()
+            if s.partition in wanted
+        ]
+
+    # --- flushing ------------------------------------------------------------------
+
+    def _due(self) -> bool:
+        if not self._pending:
+            return False
+        if self._wal.size >= self.settings.flush_max_bytes:
+            return True
+        since = self._pending_since
+        return since is not None and time.monotonic() - since >= self.settings.flush_max_age_secs
+
+    def _maybe_flush(self) -> None:
+        if not self._due():
+            return
+        failed = self._flush_failed_at
+        if failed is not None and time.monotonic() - failed < _FLUSH_RETRY_SECS:
+            return
+        try:
+            self._flush()
+        except StoreError as exc:
+            # The batch is durable in the WAL; the flush is retried later.
+            self._flush_failed_at = time.monotonic()
+            log.warning("store flush failed (will retry): %s", exc)
+
+    def maybe_flush(self) -> None:
+        """Flush if the WAL is over ``flush_max_bytes`` or ``flush_max_age_secs``."""
+        with self._mutex:
+            if not self._closed:
+                self._maybe_flush()
+
+    def flush(self) -> None:
+        """Write the WAL's batches to Parquet segments now."""
+        with self._mutex:
+            self._check_open()
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        self._flush_wal(self._wal.path, table)
+        self._wal.close()
+        self._pending = []
+        self._pending_since = None
+        self._flush_failed_at = None
+        self.dedup.flushed()
+        self._wal = WalFile(self.root / WAL_DIR / f"{new_id()}.wal")
+        if self.settings.retention_keep_days > 0:
+            from kaudit.store.retention import apply_retention
+
+            cutoff = time.time() - self.settings.retention_keep_days * 86400
+            apply_retention(self.root, self.manifest, cutoff)
+
+    def _flush_wal(self, wal_path: Path, table: pa.Table) -> None:
+        segment_id = wal_path.stem
+        infos = write_segments(self.root, segment_id, table, self.settings)
+        self.manifest.append("flush", add=infos, wal=wal_path.name, rows=table.num_rows)
+        _unlink(wal_path)
+
+    # --- recovery ------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Finish whatever a crashed writer left: torn tails, unflushed WALs, temp files."""
+        state = self.manifest.state
+        events = self.root / EVENTS_DIR
+        for tmp in list(events.rglob(f"{TMP_PREFIX}*")) + list(
+            (self.root / WAL_DIR).glob(f"{TMP_PREFIX}*")
+        ):
+            _unlink(tmp)
+        for rel in sorted(state.removed):
+            if rel not in state.segments:
+                _unlink(self.root / rel, missing_ok=True)
+        for path in wal_files(self.root):
+            if path.name in state.flushed_wals:
+                _unlink(path)
+                continue
+            contents = read_wal(path)
+            if contents.total_bytes > contents.valid_bytes:
+                log.warning(
+                    "%s: dropping a torn tail of %d bytes (never acknowledged)",
+                    path,
+                    contents.total_bytes - contents.valid_bytes,
+                )
+                with open(path, "r+b") as f:
+                    f.truncate(contents.valid_bytes)
+                    os.fsync(f.fileno())
+            if not contents.tables:
+                _unlink(path)
+                continue
+            self._flush_wal(path, pa.concat_tables(contents.tables))
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.maybe_flush()
+            except Exception:  # pragma: no cover - logged, never fatal
+                log.exception("store background flush failed")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.root}: the writer is closed")
+
+    def close(self) -> None:
+        """Flush what is pending and release the lock."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._stop.set()
+            try:
+                self._flush()
+            finally:
+                self._closed = True
+                self._wal.close()
+                if not self._pending:
+                    _unlink(self._wal.path, missing_ok=True)
+                self._lock.release()
+        if self._ticker is not threading.current_thread():
+            self._ticker.join(timeout=5)
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _unlink(path: Path, *, missing_ok: bool = False) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        if not missing_ok:
+            return
+    except OSError as exc:
+        log.warning("%s: cannot remove: %s", path, exc)
+        return
+    try:
+        fsync_dir(path.parent)
+    except OSError:
+        pass
+
+
+__all__ = ["AppendResult", "Writer"]
