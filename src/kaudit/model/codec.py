@@ -15,12 +15,13 @@ Decoding an apiserver-written line and encoding it again gives the same bytes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
-from msgspec import UNSET, Raw
+from msgspec import UNSET, Raw, UnsetType
 
 from kaudit.errors import DecodeError, Location
 from kaudit.model.types import API_VERSION, Event, EventList, ObjectReference, Status, UserInfo
@@ -122,7 +123,7 @@ def decode_event(data: bytes | str, location: Location | None = None) -> Event:
         raise DecodeError(_describe(exc), location) from None
     except UnicodeDecodeError:
         ev = _decode_invalid_utf8(_EVENT_DECODER, data, location)
-    return _normalise(ev, location)
+    return _normalise(ev, location, present=lambda: _has_audit_id(_PRESENCE, data))
 
 
 def decode_event_list(data: bytes | str, location: Location | None = None) -> list[Event]:
@@ -136,7 +137,37 @@ def decode_event_list(data: bytes | str, location: Location | None = None) -> li
     if lst.kind is not UNSET and lst.kind != "EventList":
         raise DecodeError(f'kind: expected "EventList", got "{lst.kind}"', location)
     _check_version(lst.api_version, location, "$")
-    return [_normalise(ev, location, f"$.items[{i}]") for i, ev in enumerate(lst.items)]
+    return [
+        _normalise(ev, location, f"$.items[{i}]", partial(_item_has_audit_id, data, i))
+        for i, ev in enumerate(lst.items)
+    ]
+
+
+class _Presence(msgspec.Struct):
+    audit_id: str | UnsetType = msgspec.field(default=UNSET, name="auditID")
+
+
+class _PresenceList(msgspec.Struct):
+    items: list[_Presence] = msgspec.field(default_factory=list)
+
+
+_PRESENCE = msgspec.json.Decoder(_Presence)
+_PRESENCE_LIST = msgspec.json.Decoder(_PresenceList)
+
+
+def _has_audit_id(decoder: msgspec.json.Decoder[_Presence], data: bytes | str) -> bool:
+    """Whether ``data`` has an ``auditID`` key at all (Go always writes it)."""
+    try:
+        return decoder.decode(data).audit_id is not UNSET
+    except (msgspec.DecodeError, UnicodeError):
+        return False
+
+
+def _item_has_audit_id(data: bytes | str, i: int) -> bool:
+    try:
+        return _PRESENCE_LIST.decode(data).items[i].audit_id is not UNSET
+    except (msgspec.DecodeError, UnicodeError, IndexError):
+        return False
 
 
 def _decode_invalid_utf8(
@@ -166,8 +197,14 @@ def _check_version(api_version: object, location: Location | None, where: str) -
         )
 
 
-def _normalise(ev: Event, location: Location | None, where: str = "$") -> Event:
-    if ev.kind is not UNSET:
+def _normalise(
+    ev: Event,
+    location: Location | None,
+    where: str = "$",
+    present: Callable[[], bool] = lambda: False,
+) -> Event:
+    typed = ev.kind is not UNSET
+    if typed:
         if ev.kind != "Event":
             raise DecodeError(f'{where}.kind: expected "Event", got "{ev.kind}"', location)
         ev.kind = UNSET
@@ -177,11 +214,13 @@ def _normalise(ev: Event, location: Location | None, where: str = "$") -> Event:
     if ev.timestamp is not UNSET or ev.metadata is not UNSET:
         _from_v1beta1(ev, location, where)
     if (
-        not ev.audit_id
+        not typed  # `"kind":"Event"` says it is one, however empty (spec 1.3's 173 bytes)
+        and not ev.audit_id
         and not ev.stage
         and not ev.verb
         and not ev.request_uri
         and ev.object_ref is UNSET
+        and not present()  # an empty webhook item still has its "auditID":""
     ):
         raise DecodeError(
             f"{where}: not an audit event: none of auditID, stage, verb, requestURI, "
