@@ -436,8 +436,13 @@ def run_sql(store: Any, sql: str, params: object, max_rows: int) -> dict[str, An
         timer.start()
         try:
             cur = con.execute(sql, params) if params else con.execute(sql)
-            description = cur.description or []
-            rows = cur.fetchmany(max_rows + 1)
+            reader = cur.to_arrow_reader(min(max_rows + 1, 65536))
+            columns = list(reader.schema.names)
+            rows: list[list[Any]] = []
+            for batch in reader:
+                rows.extend(list(r.values()) for r in batch.to_pylist())
+                if len(rows) > max_rows:
+                    break
         finally:
             timer.cancel()
     except KauditError:
@@ -448,8 +453,8 @@ def run_sql(store: Any, sql: str, params: object, max_rows: int) -> dict[str, An
         con.close()
     truncated = len(rows) > max_rows
     return {
-        "columns": [d[0] for d in description],
-        "rows": [list(r) for r in rows[:max_rows]],
+        "columns": columns,
+        "rows": rows[:max_rows],
         "truncated": truncated,
     }
 
@@ -475,7 +480,53 @@ def query_routes(store: Any, auth: Authenticator, *, max_rows: int) -> list[Rout
             msgspec.json.encode(result, enc_hook=_jsonable), media_type="application/json"
         )
 
-    return [Route("/api/v1/sql", sql_endpoint, methods=["POST"])]
+    routes = [Route("/api/v1/sql", sql_endpoint, methods=["POST"])]
+    try:
+        from kaudit.query.filters import Filters, select_sql
+    except ImportError:  # the friendly filters are optional
+        return routes
+
+    names = (
+        "user",
+        "group",
+        "verb",
+        "resource",
+        "namespace",
+        "name",
+        "code",
+        "source_ip",
+        "user_agent",
+        "cluster",
+    )
+
+    async def events_endpoint(request: Request) -> Response:
+        auth.check(request.scope, "read")
+        q = request.query_params
+        unknown = sorted(set(q) - set(names) - {"since", "until", "limit", "stage", "order"})
+        if unknown:
+            raise HTTPError(
+                400,
+                f"unknown query parameter(s) {', '.join(unknown)}: expected "
+                f"{', '.join(names)}, since, until, stage, order, limit",
+            )
+        try:
+            limit = int(q.get("limit", "100"))
+        except ValueError:
+            raise HTTPError(400, f'limit: expected a number, got "{q.get("limit")}"') from None
+        limit = max(1, min(limit, max_rows))
+        kw: dict[str, Any] = {n: q.getlist(n) or None for n in names}
+        f = Filters(**kw, since=q.get("since"), until=q.get("until"), stage=q.get("stage", "final"))
+        try:
+            compiled = select_sql(f, limit=limit, order=q.get("order", "desc"))
+        except KauditError as exc:
+            raise HTTPError(400, str(exc), reason="QueryError") from None
+        result = await asyncio.to_thread(run_sql, store, compiled.sql, compiled.params, max_rows)
+        return Response(
+            msgspec.json.encode(result, enc_hook=_jsonable), media_type="application/json"
+        )
+
+    routes.append(Route("/api/v1/events", events_endpoint, methods=["GET"]))
+    return routes
 
 
 # --- TLS: the client certificate into the ASGI scope -----------------------------
