@@ -1,0 +1,393 @@
+"""Evaluation: retro-hunts over stored history and the streaming engine.
+
+:func:`hunt` runs each rule's SQL (:func:`kaudit.detect.sql.hunt_sql`) over the
+``events`` view of a DuckDB connection. :class:`Engine` evaluates every rule over
+each batch the store made durable, in one DuckDB query per batch, and keeps the
+windows, distinct sets, first-seen terms and sequences in
+:mod:`kaudit.detect.state`, persisted under ``<store>/detect/`` so they survive a
+restart. For the same events, in order, both give the same alerts (same ids).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kaudit.detect.alert import Alert, AlertStore, alert_id, fmt_ts
+from kaudit.detect.flat import SCHEMA, table_from_records
+from kaudit.detect.rule import Rule
+from kaudit.detect.sql import (
+    ENTITY_COLUMNS,
+    expand,
+    filter_sql,
+    hunt_sql,
+    install_macros,
+    list_sql,
+    suppress_of,
+)
+from kaudit.detect.state import (
+    DistinctState,
+    NewTermsState,
+    SequenceState,
+    StateMachine,
+    Suppressor,
+    ThresholdState,
+    Trigger,
+)
+from kaudit.errors import QueryError, StoreError
+from kaudit.model.documents import Record
+
+STATE_DIR = "detect"
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+DEFAULT_MAX_KEYS = 100_000
+
+
+def make_alert(rule: Rule, trig: Trigger, entity: dict[str, Any], sk: list[str | None]) -> Alert:
+    """The alert of one admitted trigger; ``entity`` holds the trigger event's columns."""
+    supp_secs, _ = suppress_of(rule)
+    if supp_secs is not None:
+        parts: list[object] = [sk, trig.ts_us // (supp_secs * 1_000_000)]
+    else:
+        parts = [entity["audit_id"], entity["stage"]]
+    return Alert(
+        id=alert_id(rule.id, parts),
+        rule_id=rule.id,
+        severity=rule.severity,
+        title=rule.title,
+        first_ts=fmt_ts(trig.first_ts_us),
+        last_ts=fmt_ts(trig.ts_us),
+        username=entity["username"],
+        source_ip=entity["source_ip"],
+        verb=entity["verb"],
+        resource=entity["resource"],
+        subresource=entity["subresource"],
+        namespace=entity["namespace"],
+        name=entity["name"],
+        cluster=entity["cluster"] or None,
+        key=list(trig.key),
+        count=trig.count,
+        audit_ids=list(trig.audit_ids),
+        mitre=list(rule.mitre),
+    )
+
+
+# --- retro-hunt ---------------------------------------------------------------------
+
+
+def hunt(
+    con: duckdb.DuckDBPyConnection,
+    rules: Sequence[Rule],
+    *,
+    since_us: int | None = None,
+    until_us: int | None = None,
+    table: str = "events",
+) -> list[Alert]:
+    """Run ``rules`` over ``table`` on ``con`` (which must define it); alerts in time order."""
+    install_macros(con)
+    out: list[Alert] = []
+    for rule in rules:
+        if not rule.enabled:
+            continue
+        sql = hunt_sql(rule, table=table, since_us=since_us, until_us=until_us)
+        try:
+            rows = con.sql(sql).to_arrow_table().to_pylist()
+        except duckdb.Error as exc:
+            raise QueryError(f"rule {rule.id} ({rule.source}): {exc}") from None
+        supp_secs, supp_key = suppress_of(rule)
+        for r in rows:
+            trig = Trigger(r["ts_us"], r["first_ts_us"], r["audit_ids"], r["key"], r["count"])
+            sk = _sk_of(rule, r)
+            out.append(make_alert(rule, trig, r, sk))
+    out.sort(key=lambda a: (a.last_ts, a.rule_id, a.id))
+    return out
+
+
+def _sk_of(rule: Rule, row: dict[str, Any]) -> list[str | None]:
+    sk = row.get("sk")
+    return list(sk) if sk is not None else []
+
+
+# --- streaming ----------------------------------------------------------------------
+
+
+class _Compiled:
+    def __init__(self, index: int, rule: Rule, max_keys: int) -> None:
+        self.i = index
+        self.rule = rule
+        supp_secs, self.supp_key = suppress_of(rule)
+        self.suppressor = Suppressor(
+            supp_secs * 1_000_000 if supp_secs is not None else None, max_keys
+        )
+        self.machine: StateMachine | None = None
+        kind = rule.kind
+        if kind == "threshold":
+            self.machine = ThresholdState(
+                rule.threshold or 1, (rule.window_secs or 0) * 1_000_000, max_keys
+            )
+        elif kind == "distinct":
+            self.machine = DistinctState(
+                rule.threshold or 1, (rule.window_secs or 0) * 1_000_000, max_keys
+            )
+        elif kind == "new_terms":
+            self.machine = NewTermsState((rule.lookback_secs or 0) * 1_000_000, max_keys)
+        elif kind == "sequence":
+            self.machine = SequenceState((rule.sequence_within_secs or 0) * 1_000_000, max_keys)
+
+    def select_sql(self) -> tuple[list[str], list[str]]:
+        """(inner columns, outer columns) of this rule in the batch query."""
+        r, i = self.rule, self.i
+        f = filter_sql(r)
+        inner: list[str] = []
+        if r.kind == "sequence":
+            a, b = (f"coalesce(({expand(s)}), false)" for s in r.sequence_steps)
+            inner += [f"({f}) AND {a} AS a{i}", f"({f}) AND {b} AS b{i}"]
+            inner.append(f"a{i} OR b{i} AS m{i}")
+        elif r.kind == "distinct":
+            inner.append(
+                f"({f}) AND (({expand(r.distinct or '')}) IS NOT NULL) AS m{i}"
+            )
+        else:
+            inner.append(f"{f} AS m{i}")
+        outer = [
+            f"CASE WHEN m{i} THEN {list_sql(r.sequence_by if r.kind == 'sequence' else r.group_by)} END AS k{i}",
+            f"CASE WHEN m{i} THEN {list_sql(self.supp_key)} END AS s{i}",
+        ]
+        if r.kind == "distinct":
+            outer.append(f"CASE WHEN m{i} THEN CAST(({expand(r.distinct or '')}) AS VARCHAR) END AS v{i}")
+        if r.kind == "new_terms":
+            outer.append(f"CASE WHEN m{i} THEN {list_sql(r.new_terms)} END AS t{i}")
+        return inner, outer
+
+
+class Engine:
+    """Streaming evaluation of ``rules``; call :meth:`process` on each durable batch.
+
+    With ``state_dir`` the state is loaded from and saved to ``state_dir/state.json``
+    (0600) after every batch; with ``alert_store`` new alerts are also stored there.
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        *,
+        state_dir: str | os.PathLike[str] | None = None,
+        alert_store: AlertStore | None = None,
+        max_keys_per_rule: int = DEFAULT_MAX_KEYS,
+    ) -> None:
+        self.rules = [r for r in rules if r.enabled]
+        self.alert_store = alert_store
+        self.state_path = Path(state_dir) / STATE_FILE if state_dir is not None else None
+        self._c = [_Compiled(i, r, max_keys_per_rule) for i, r in enumerate(self.rules)]
+        self._con = duckdb.connect()
+        install_macros(self._con)
+        self._sql = self._batch_sql()
+        self.events_seen = 0
+        self.alerts_raised = 0
+        self.watermark_us: int | None = None
+        if self.state_path is not None and self.state_path.exists():
+            self._load()
+
+    @classmethod
+    def for_store(cls, store_path: str | os.PathLike[str], rules: Sequence[Rule]) -> Engine:
+        """An engine whose state lives in ``<store>/detect/`` and alerts in ``<store>/alerts/``."""
+        return cls(
+            rules,
+            state_dir=Path(store_path) / STATE_DIR,
+            alert_store=AlertStore(store_path),
+        )
+
+    def _batch_sql(self) -> str:
+        inner: list[str] = []
+        outer: list[str] = []
+        for c in self._c:
+            a, b = c.select_sql()
+            inner += a
+            outer += b
+        if not self._c:
+            return "SELECT * FROM batch WHERE false"
+        base = ", ".join(["epoch_us(ts) AS _t", *ENTITY_COLUMNS])
+        any_m = " OR ".join(f"m{c.i}" for c in self._c)
+        return (
+            f"SELECT {base}, {', '.join(f'm{c.i}' for c in self._c)}"
+            + (", " + ", ".join(f"a{c.i}, b{c.i}" for c in self._c if c.rule.kind == "sequence")
+               if any(c.rule.kind == "sequence" for c in self._c) else "")
+            + f", {', '.join(outer)} FROM (SELECT *, {', '.join(inner)} FROM batch) "
+            f"WHERE {any_m} ORDER BY _t, audit_id, stage"
+        )
+
+    def process(self, batch: pa.Table | Sequence[Record]) -> list[Alert]:
+        """Evaluate one batch (a flat-schema table or records); returns the new alerts."""
+        table = batch if isinstance(batch, pa.Table) else table_from_records(batch)
+        if table.num_rows == 0:
+            return []
+        missing = [n for n in SCHEMA.names if n not in table.column_names]
+        if missing:
+            raise QueryError(f"batch: missing flat-schema columns: {', '.join(missing)}")
+        self._con.register("batch", table)
+        try:
+            res = self._con.sql(self._sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(f"detection batch query failed: {exc}") from None
+        finally:
+            self._con.unregister("batch")
+        self.events_seen += table.num_rows
+        alerts = self._apply(res) if res.num_rows else []
+        ts_max = pc.max(table.column("ts")).value
+        if ts_max is not None:
+            self.watermark_us = max(self.watermark_us or ts_max, ts_max)
+            self._expire(self.watermark_us)
+        if self.alert_store is not None and alerts:
+            self.alert_store.add(alerts)
+        self.alerts_raised += len(alerts)
+        if self.state_path is not None:
+            self.save()
+        return alerts
+
+    def _apply(self, res: pa.Table) -> list[Alert]:
+        base_cols = {n: res.column(n).to_pylist() for n in ["_t", *ENTITY_COLUMNS]}
+        out: list[tuple[int, str, str, Alert]] = []
+        for c in self._c:
+            i = c.i
+            mask = res.column(f"m{i}")
+            idx = [j for j, m in enumerate(mask.to_pylist()) if m]
+            if not idx:
+                continue
+            keys = res.column(f"k{i}").to_pylist()
+            sks = res.column(f"s{i}").to_pylist()
+            kind = c.rule.kind
+            vals = res.column(f"v{i}").to_pylist() if kind == "distinct" else None
+            terms = res.column(f"t{i}").to_pylist() if kind == "new_terms" else None
+            if kind == "sequence":
+                isa = res.column(f"a{i}").to_pylist()
+                isb = res.column(f"b{i}").to_pylist()
+            m = c.machine
+            for j in idx:
+                t = base_cols["_t"][j]
+                aid = base_cols["audit_id"][j]
+                key = tuple(keys[j])
+                trig: Trigger | None
+                if m is None:
+                    trig = Trigger(t, t, [aid], list(key), 1)
+                elif isinstance(m, ThresholdState):
+                    trig = m.feed(key, t, aid)
+                elif isinstance(m, DistinctState):
+                    assert vals is not None
+                    trig = m.feed(key, t, aid, vals[j])
+                elif isinstance(m, NewTermsState):
+                    assert terms is not None
+                    trig = m.feed(key, tuple(terms[j]), t, aid)
+                else:
+                    trig = m.feed(key, t, aid, bool(isa[j]), bool(isb[j]))
+                if trig is None:
+                    continue
+                sk = tuple(sks[j])
+                if not c.suppressor.admit(sk, t):
+                    continue
+                entity = {n: base_cols[n][j] for n in ENTITY_COLUMNS}
+                alert = make_alert(c.rule, trig, entity, list(sk))
+                out.append((t, aid, entity["stage"], alert))
+        out.sort(key=lambda x: (x[0], x[1], x[2], x[3].rule_id))
+        return [a for *_, a in out]
+
+    def _expire(self, now_us: int) -> None:
+        for c in self._c:
+            if c.machine is not None:
+                c.machine.expire(now_us)
+            c.suppressor.expire(now_us)
+
+    # --- persistence --------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        rules: dict[str, Any] = {}
+        for c in self._c:
+            rules[c.rule.id] = {
+                "kind": c.rule.kind,
+                "fingerprint": _fingerprint(c.rule),
+                "machine": c.machine.dump() if c.machine is not None else None,
+                "suppress": c.suppressor.dump(),
+            }
+        return {
+            "version": STATE_VERSION,
+            "watermark_us": self.watermark_us,
+            "events_seen": self.events_seen,
+            "rules": rules,
+        }
+
+    def save(self) -> None:
+        """Write the state atomically (temp file, fsync, rename; 0600)."""
+        assert self.state_path is not None
+        path = self.state_path
+        data = msgspec.json.encode(self.state_dict())
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot save detection state: {exc.strerror}") from None
+
+    def _load(self) -> None:
+        assert self.state_path is not None
+        try:
+            data = msgspec.json.decode(self.state_path.read_bytes())
+        except (OSError, msgspec.DecodeError) as exc:
+            raise StoreError(
+                f"{self.state_path}: cannot read detection state: {exc} "
+                "(delete the file to start with empty windows)"
+            ) from None
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise StoreError(
+                f"{self.state_path}: version: expected {STATE_VERSION}, "
+                f"got {data.get('version') if isinstance(data, dict) else data!r}"
+            )
+        self.watermark_us = data.get("watermark_us")
+        self.events_seen = int(data.get("events_seen", 0))
+        saved = data.get("rules", {})
+        for c in self._c:
+            s = saved.get(c.rule.id)
+            # A rule whose definition changed starts with empty state.
+            if not s or s.get("fingerprint") != _fingerprint(c.rule):
+                continue
+            if c.machine is not None and s.get("machine") is not None:
+                c.machine.load(s["machine"])
+            c.suppressor.load(s.get("suppress", []))
+
+    def state_sizes(self) -> dict[str, int]:
+        """Entries held per stateful rule (for metrics and the memory bound)."""
+        out = {}
+        for c in self._c:
+            m = c.machine
+            n = len(c.suppressor.last.d)
+            if isinstance(m, ThresholdState | DistinctState):
+                n += len(m.groups.d)
+            elif isinstance(m, NewTermsState):
+                n += len(m.entities.d) + len(m.terms.d)
+            elif isinstance(m, SequenceState):
+                n += len(m.last_a.d)
+            out[c.rule.id] = n
+        return out
+
+    def close(self) -> None:
+        if self.state_path is not None:
+            self.save()
+        self._con.close()
+
+
+def _fingerprint(rule: Rule) -> str:
+    import hashlib
+
+    text = hunt_sql(rule)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
