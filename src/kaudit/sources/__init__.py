@@ -1,0 +1,1 @@
+"""Sources: where audit events come from (audit log files, cloud exports, stdin)."""
