@@ -435,8 +435,10 @@ def run_sql(store: Any, sql: str, params: object, max_rows: int) -> dict[str, An
         timer = threading.Timer(QUERY_TIMEOUT_SECS, con.interrupt)
         timer.start()
         try:
-            cur = con.execute(sql, params) if params else con.execute(sql)
-            reader = cur.to_arrow_reader(min(max_rows + 1, 65536))
+            rel = con.sql(sql, params=params) if params else con.sql(sql)
+            if rel is None:
+                raise HTTPError(400, "the statement returned no result: expected a query")
+            reader = rel.to_arrow_reader(min(max_rows + 1, 65536))
             columns = list(reader.schema.names)
             rows: list[list[Any]] = []
             for batch in reader:
@@ -445,7 +447,7 @@ def run_sql(store: Any, sql: str, params: object, max_rows: int) -> dict[str, An
                     break
         finally:
             timer.cancel()
-    except KauditError:
+    except (KauditError, HTTPError):
         raise
     except Exception as exc:
         raise HTTPError(400, f"query failed: {exc}", reason="QueryError") from None
