@@ -101,6 +101,12 @@ _CLUSTER_SCOPED: Final = frozenset(
 )
 
 
+_PROXY_SELECTOR: Final = (
+    "&labelSelector=%21service.kubernetes.io%2Fheadless%2C%21service.kubernetes.io%2F"
+    "service-proxy-name"
+)
+
+
 def read_level(resource: str) -> str:
     return MD if resource in _METADATA_ONLY else RQ
 
@@ -617,10 +623,7 @@ class Background:
             kp = self.c.system["kube-proxy"]
             which = g.rng.random()
             if which < 0.45:
-                sel = (
-                    "&labelSelector=%21service.kubernetes.io%2Fheadless%2C%21service.kubernetes"
-                    ".io%2Fservice-proxy-name"
-                )
+                sel = _PROXY_SELECTOR
                 return self._watch(
                     t,
                     kp.user,
@@ -634,7 +637,7 @@ class Background:
                     sel,
                 )
             if which < 0.9:
-                sel = "&labelSelector=%21service.kubernetes.io%2Fheadless%2C%21service.kubernetes.io%2Fservice-proxy-name"
+                sel = _PROXY_SELECTOR
                 return self._watch(
                     t,
                     kp.user,
@@ -981,7 +984,7 @@ class Background:
             d = g.pick(self.c.deployments)
             ident = self.ctl["cert-manager"]
             res, group, ns, version = "secrets", "", "kube-system", "v1"
-            uri, verb = f"/api/v1/namespaces/kube-system/secrets?limit=500", "list"
+            uri, verb = "/api/v1/namespaces/kube-system/secrets?limit=500", "list"
             del d
         status = forbidden(ident.username, verb, res, group, ns)
         g.request(

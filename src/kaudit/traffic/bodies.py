@@ -474,7 +474,7 @@ def pod_status_patch(pod: Pod, ts: str) -> bytes:
                 ],
                 "containerStatuses": [
                     {
-                        "containerID": f"containerd://{pod.uid.replace('-', '')}{pod.uid[:24].replace('-', '')}",
+                        "containerID": "containerd://" + (pod.uid + pod.uid[:24]).replace("-", ""),
                         "image": pod.deployment.image,
                         "lastState": {},
                         "name": "app",

@@ -20,7 +20,7 @@ ANONYMOUS = UserInfo(username="system:anonymous", groups=["system:unauthenticate
 def uuid4(rng: random.Random) -> str:
     """A UUID v4 (lower-case 8-4-4-4-12) drawn from ``rng``."""
     b = (rng.getrandbits(128) & ~(0xF << 76) & ~(0x3 << 62)) | (0x4 << 76) | (0x2 << 62)
-    h = "%032x" % b
+    h = f"{b:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -187,7 +187,7 @@ def _sa(ns: str, name: str) -> UserInfo:
 def build_cluster(profile: ClusterProfile, rng: random.Random) -> Cluster:
     """Concrete names, addresses and identities for ``profile``, drawn from ``rng``."""
     ver = profile.kubernetes_version
-    commit = "%07x" % rng.getrandbits(28)
+    commit = f"{rng.getrandbits(28):07x}"
     ua_suffix = f"/{ver} (linux/amd64) kubernetes/{commit}"
 
     cp_ips = [f"10.0.0.{2 + i}" for i in range(max(1, profile.control_plane_nodes))]
@@ -208,7 +208,8 @@ def build_cluster(profile: ClusterProfile, rng: random.Random) -> Cluster:
         names = rng.sample(_APP_NAMES, min(len(_APP_NAMES), profile.deployments_per_namespace))
         for app in names:
             dname = f"{ns}-{app}"
-            image = f"registry.{profile.email_domain}/{ns}/{app}:1.{rng.randrange(3, 40)}.{rng.randrange(0, 9)}"
+            tag = f"1.{rng.randrange(3, 40)}.{rng.randrange(0, 9)}"
+            image = f"registry.{profile.email_domain}/{ns}/{app}:{tag}"
             d = Deployment(
                 namespace=ns,
                 name=dname,
@@ -365,7 +366,8 @@ def build_cluster(profile: ClusterProfile, rng: random.Random) -> Cluster:
         op(
             "ingress-nginx",
             "ingress-nginx",
-            "nginx-ingress-controller/v1.11.2 (linux/amd64) ingress-nginx/46e76e5916813cfca2a9b0bfdc34b69a0000f6b9",
+            "nginx-ingress-controller/v1.11.2 (linux/amd64) ingress-nginx/"
+            "46e76e5916813cfca2a9b0bfdc34b69a0000f6b9",
         ),
         op(
             "monitoring",

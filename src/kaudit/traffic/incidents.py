@@ -144,7 +144,7 @@ def exec_into_pod(g: Traffic, t: int) -> Incident:
         g.ref("pods", ns, p.name, subresource="exec"),
         SWITCHING,
         allow,
-        g.lat(15_000, 400_000),
+        g.lat(5_000, 90_000),
         long_running=True,
         inc=inc,
     )
@@ -290,6 +290,7 @@ def secret_enumeration(g: Traffic, t: int) -> Incident:
     )
     t += lat
     targets = [(d.namespace, d.secret) for d in c.deployments]
+    targets += [(d.namespace, f"{d.name}-tls") for d in c.deployments]
     targets += [
         ("kube-system", n)
         for n in (
