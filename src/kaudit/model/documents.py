@@ -106,6 +106,20 @@ def iter_records(
         yield from _line(line, source, lineno, handle, adapters)
 
 
+def parse_line(
+    line: bytes,
+    source: str,
+    lineno: int,
+    on_error: ErrorHandler | None = None,
+    adapters: Sequence[Adapter] = (),
+) -> Iterator[Record]:
+    """The events of one line of a log (a JSON event, an EventList, a legacy line...).
+
+    For followers of a growing log, where no whole-document reading applies.
+    """
+    return _line(line, source, lineno, on_error or _raise, adapters)
+
+
 def _line(
     line: bytes, source: str, lineno: int, handle: ErrorHandler, adapters: Sequence[Adapter]
 ) -> Iterator[Record]:
@@ -213,4 +227,11 @@ def _preview(data: bytes, n: int = 40) -> str:
     return repr(text + ("..." if len(data) > n else ""))
 
 
-__all__ = ["MAX_DOCUMENT_BYTES", "Adapter", "ErrorHandler", "Record", "iter_records"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "Adapter",
+    "ErrorHandler",
+    "Record",
+    "iter_records",
+    "parse_line",
+]
