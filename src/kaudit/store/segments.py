@@ -96,7 +96,11 @@ def split_by_hour(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
 
 def encode_segment(table: pa.Table, settings: StoreSettings) -> bytes:
     """The Parquet bytes of ``table`` (sorted, zstd)."""
-    table = table.sort_by(list(SORT_KEYS))
+    table = table.combine_chunks()
+    if SORT_KEYS:
+        keys = [k for k, _ in SORT_KEYS]
+        order = pc.sort_indices(table.select(keys), sort_keys=list(SORT_KEYS))
+        table = table.take(order)
     sink = pa.BufferOutputStream()
     pq.write_table(
         table,
