@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, cast
 
 from kaudit.errors import InputError
 
@@ -81,12 +81,19 @@ def parse_backup_time(text: str) -> datetime:
     return datetime.strptime(text + "000", "%Y-%m-%dT%H-%M-%S.%f").replace(tzinfo=UTC)
 
 
-_ANY_BACKUP: Final = re.compile(r"(.*)-" + _BACKUP_TIME + r"((?:\.[^./]*)?)(\.gz)?")
+_ANY_BACKUP: Final = re.compile(r"(.*)-" + _BACKUP_TIME + r"((?:\.[^./]*)?)")
 
 
 def split_backup(name: str) -> tuple[str, datetime] | None:
-    """``(live name, rotation time)`` when ``name`` is a lumberjack backup, else ``None``."""
-    m = _ANY_BACKUP.fullmatch(name)
+    """``(live name, rotation time)`` when ``name`` is a lumberjack backup, else ``None``.
+
+    A trailing ``.gz`` is taken as lumberjack's compression (``audit-<time>.gz`` is a
+    compressed backup of ``audit``, not a backup of ``audit.gz``).
+    """
+    base = name[:-3] if name.endswith(".gz") else name
+    m = _ANY_BACKUP.fullmatch(base)
+    if m is None and base != name:
+        m = _ANY_BACKUP.fullmatch(name)
     if m is None:
         return None
     try:
@@ -277,8 +284,9 @@ def open_input(inp: Input, stdin: IO[bytes] | None = None) -> Opened:
             buffered.close()
         raise ReadError(f"{inp.name}: cannot read: {exc.strerror or exc}") from None
     if head == GZIP_MAGIC:
-        gz = gzip.GzipFile(fileobj=buffered, mode="rb")
-        stream: IO[bytes] = io.BufferedReader(gz, _READ_CHUNK)
+        # GzipFile buffers by itself; another large buffer on top would lose up to its
+        # size of good lines when a truncated file raises mid-fill.
+        stream = cast(IO[bytes], gzip.GzipFile(fileobj=buffered, mode="rb"))
         return Opened(inp.name, buffered, stream, compressed=True, owned=owned)
     return Opened(inp.name, buffered, buffered, compressed=False, owned=owned)
 

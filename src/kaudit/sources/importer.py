@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import IO, Final, Protocol, cast
 
 from kaudit.errors import DecodeError, Location
@@ -132,18 +131,26 @@ def ingest(
         with opened:
             records = _records(opened, fmt, quarantine)
             while True:
+                batch: list[Record] = []
+                failed = False
                 try:
-                    batch = list(islice(records, batch_size))
+                    for rec in records:
+                        batch.append(rec)
+                        if len(batch) >= batch_size:
+                            break
                 except READ_ERRORS as exc:
+                    # Keep what was read before the damage; report the input.
+                    failed = True
                     stats.errors.append(
                         ReadError(f"{inp.name}: cannot read: {describe_read_error(exc)}")
                     )
-                    batch = []
-                if not batch:
+                if batch:
+                    send(batch)
+                    if progress is not None:
+                        position = done_before + opened.position()
+                        progress(Progress(inp.name, position, total, stats.read))
+                if failed or len(batch) < batch_size:
                     break
-                send(batch)
-                if progress is not None:
-                    progress(Progress(inp.name, done_before + opened.position(), total, stats.read))
         done_before += inp.size or 0
         if progress is not None:
             progress(Progress(inp.name, done_before, total, stats.read))
