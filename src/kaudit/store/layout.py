@@ -47,8 +47,16 @@ def partition_dir(date: str, hour: int) -> str:
 
 def ensure_dir(path: Path) -> None:
     """Create ``path`` (and parents) with mode 0700."""
+    if path.is_dir():
+        return
     try:
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        missing = []
+        p = path
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            d.mkdir(mode=DIR_MODE, exist_ok=True)
     except OSError as exc:
         raise io_error(exc, path, "create directory") from None
 
