@@ -430,7 +430,8 @@ def select_sql(
     select = ", ".join(f'"{c}"' for c in cols)
     sql = (
         f"SELECT {select} FROM ({inner.sql}) _r "
-        f"ORDER BY ts {direction}, stage_ts {direction}, audit_id {direction}"
+        f"ORDER BY ts {direction}, stage_ts {direction}, audit_id {direction}, "
+        f"{_RANK.format(t='_r')} {direction}"
     )
     if limit:
         sql += f" LIMIT {int(limit)}"

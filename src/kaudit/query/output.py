@@ -57,8 +57,6 @@ def plain(value: object) -> object:
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, list):
-        if value and isinstance(value[0], tuple) and len(value[0]) == 2:
-            return {k: plain(v) for k, v in value}
         return [plain(v) for v in value]
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
@@ -72,11 +70,21 @@ def _batches(data: Any) -> Iterator[Any]:
         yield from data
 
 
+def _pylist(array: Any) -> list[Any]:
+    """Python values of one Arrow column; maps become dicts (even when empty)."""
+    import pyarrow as pa
+
+    values: list[Any] = array.to_pylist()
+    if pa.types.is_map(array.type):
+        return [dict(v) if v is not None else None for v in values]
+    return values
+
+
 def _rows(data: Any, columns: Sequence[str] | None = None) -> Iterator[dict[str, object]]:
     for batch in _batches(data):
         names = batch.schema.names
         cols = [c for c in (columns or names) if c in names]
-        pylists = [batch.column(names.index(c)).to_pylist() for c in cols]
+        pylists = [_pylist(batch.column(names.index(c))) for c in cols]
         for i in range(batch.num_rows):
             yield {c: pylists[j][i] for j, c in enumerate(cols)}
 
