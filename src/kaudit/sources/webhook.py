@@ -34,7 +34,7 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from kaudit.errors import DecodeError, Location, StoreError, StoreFullError
+from kaudit.errors import DecodeError, KauditError, Location, StoreError, StoreFullError
 from kaudit.model.codec import decode_event, encode_event
 from kaudit.model.documents import Record
 from kaudit.web.auth import Authenticator
@@ -118,7 +118,10 @@ def decode_body(body: bytes, source: str = "webhook") -> DecodedBody:
             )
     except msgspec.DecodeError as exc:
         raise DecodeError(f"malformed JSON: {exc}", loc) from None
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"not UTF-8: invalid byte at offset {exc.start}", loc) from None
     out = DecodedBody()
+    utf8 = _is_utf8(body)
     for i, item in enumerate(items):
         data = bytes(item)
         try:
@@ -126,8 +129,24 @@ def decode_body(body: bytes, source: str = "webhook") -> DecodedBody:
         except DecodeError as err:
             out.bad.append(BadItem(i, DecodeError(f"items[{i}]: {err.detail}", loc), data))
             continue
+        except UnicodeDecodeError as exc:  # msgspec raises it for bad bytes in strings
+            detail = f"items[{i}]: not UTF-8: invalid byte at offset {exc.start}"
+            out.bad.append(BadItem(i, DecodeError(detail, loc), data))
+            continue
+        if not utf8 and not _is_utf8(data):
+            detail = f"items[{i}]: not UTF-8"
+            out.bad.append(BadItem(i, DecodeError(detail, loc), data))
+            continue
         out.records.append(Record(ev, _raw_line(data, ev), source, i + 1))
     return out
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _show(value: object) -> str:
@@ -202,11 +221,8 @@ class WebhookEndpoint:
         except HTTPError as exc:
             self.metrics.requests.inc(1, str(exc.status))
             self.metrics.rejected.inc(1, _reason_label(exc))
-            level = (
-                logging.WARNING if exc.status >= 500 or exc.status in (401, 403) else (logging.INFO)
-            )
             log.log(
-                level,
+                logging.WARNING,
                 "webhook request refused",
                 extra={
                     "fields": {
@@ -301,6 +317,8 @@ class WebhookEndpoint:
                     reason="StoreUnavailable",
                     headers={"Retry-After": str(self.limits.retry_after_secs)},
                 ) from None
+            except KauditError as exc:
+                raise HTTPError(500, f"the batch was not stored: {exc}") from None
             self.metrics.ack_seconds.observe(time.perf_counter() - received_at)
         finally:
             self.inflight_bytes -= reserved
