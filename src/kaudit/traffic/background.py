@@ -1050,6 +1050,7 @@ class Background:
             status,
             g.allow(ident.reason),
             g.lat(10_000, 10_400),
+            slow_layer="validating-webhook",
             req_obj=patch,
             resp_obj=Raw(bodies.status(500, "InternalError", msg, det)),
         )

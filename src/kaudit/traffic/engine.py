@@ -209,12 +209,14 @@ class Traffic:
         imp: UserInfo | UnsetType = UNSET,
         long_running: bool = False,
         started_after: int = 0,
+        slow_layer: str = "etcd",
         inc: Incident | None = None,
     ) -> str:
         """Emit the stage events of one request received at ``t``; return its auditID.
 
         ``ref_done`` is the objectRef after back-fill from the request body (later
-        stages); ``started_after`` is when a long-running request writes its headers.
+        stages); ``started_after`` is when a long-running request writes its headers;
+        ``slow_layer`` is the latency layer blamed when the request takes over 500 ms.
         """
         aid = self.uuid()
         ts0 = self.ts(t)
@@ -267,11 +269,11 @@ class Traffic:
             heapq.heappush(heap, (t_rs, self._seq, rs, inc))
             lat = max(lat, t_rs - t + 1)
         elif lat >= 500_000 and ann is not None:
-            etcd = int(lat * 0.7)
+            # The apiserver's latency annotations (spec 3), on ResponseComplete only.
             annotations = dict(ann)
-            annotations["apiserver.latency.k8s.io/etcd"] = go_duration(etcd)
+            annotations[f"apiserver.latency.k8s.io/{slow_layer}"] = go_duration(lat * 9 // 10)
             annotations["apiserver.latency.k8s.io/serialize-response-object"] = go_duration(
-                lat - etcd - 180
+                lat // 40
             )
             annotations["apiserver.latency.k8s.io/total"] = go_duration(lat)
         t_rc = t + lat
