@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from store_helpers import make_event, make_records  # noqa: I001
 
 from kaudit.errors import QueryError, StoreError, StoreLockedError
 from kaudit.model.codec import encode_event
@@ -14,8 +15,6 @@ from kaudit.model.documents import Record
 from kaudit.model.types import Event, ObjectReference, UserInfo
 from kaudit.query.schema import COLUMN_NAMES
 from kaudit.store import Store, open_store
-
-from conftest import make_event, make_records  # noqa: I001
 
 
 def test_empty_store_answers_with_zero_rows_and_the_schema(store: Store) -> None:
@@ -81,7 +80,10 @@ def test_request_object_is_the_raw_json_text(store: Store) -> None:
 
 def test_timestamp_fallbacks(store: Store) -> None:
     only_stage = Event(
-        audit_id="a1", stage="ResponseComplete", verb="get", request_uri="/healthz",
+        audit_id="a1",
+        stage="ResponseComplete",
+        verb="get",
+        request_uri="/healthz",
         stage_timestamp="2024-05-06T07:08:09.5Z",
     )
     neither = Event(audit_id="a2", stage="ResponseComplete", verb="get", request_uri="/x")
@@ -90,8 +92,9 @@ def test_timestamp_fallbacks(store: Store) -> None:
         w.append_events([only_stage, neither])
     rows = {
         r["audit_id"]: r
-        for r in store.query("SELECT audit_id, ts, stage_ts, resource, api_group FROM events")
-        .to_pylist()
+        for r in store.query(
+            "SELECT audit_id, ts, stage_ts, resource, api_group FROM events"
+        ).to_pylist()
     }
     assert rows["a1"]["ts"] == rows["a1"]["stage_ts"]
     assert rows["a1"]["ts"].microsecond == 500_000
@@ -160,8 +163,12 @@ def test_env_var_names_the_default_store(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_non_resource_request_has_null_object_fields(store: Store) -> None:
     ev = Event(
-        audit_id="nr", stage="ResponseComplete", verb="get", request_uri="/version",
-        user=UserInfo(username="u"), request_received_timestamp="2024-05-06T07:08:09.000000Z",
+        audit_id="nr",
+        stage="ResponseComplete",
+        verb="get",
+        request_uri="/version",
+        user=UserInfo(username="u"),
+        request_received_timestamp="2024-05-06T07:08:09.000000Z",
         stage_timestamp="2024-05-06T07:08:09.000000Z",
     )
     ns_less = make_event(3)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from store_helpers import make_event, make_records  # noqa: I001
 
 from kaudit.cli import main
 from kaudit.errors import IntegrityError
@@ -16,8 +17,6 @@ from kaudit.model.documents import Record
 from kaudit.store import Store, StoreSettings, open_store
 from kaudit.store.schema_doc import render
 from kaudit.store.verify import verify
-
-from conftest import make_event, make_records  # noqa: I001
 
 HOUR_US = 3_600_000_000
 
@@ -150,8 +149,9 @@ def test_retention_deletes_old_partitions_and_verify_stays_green(store: Store) -
         w.append_events(make_event(i, ts_us=old_us + i) for i in range(10))
         w.append_events(make_event(100 + i, ts_us=now_us + i) for i in range(5))
     runner = CliRunner()
-    dry = runner.invoke(main, ["retention", "--store", str(store.path), "--keep", "365d",
-                               "--dry-run"])
+    dry = runner.invoke(
+        main, ["retention", "--store", str(store.path), "--keep", "365d", "--dry-run"]
+    )
     assert dry.exit_code == 0, dry.output
     assert "would delete 1 partitions" in dry.output
     assert count(store) == 15
