@@ -1,0 +1,1 @@
+"""Pointing a kube-apiserver at kaudit: certificates, webhook kubeconfig, flags, diagnosis."""
