@@ -68,7 +68,7 @@ def wall(cmd: list[str], repeat: int, env: dict[str, str] | None = None) -> tupl
 
 
 def duckdb_cmd(sql: str) -> list[str]:
-    code = f"import duckdb; duckdb.sql({sql!r}).fetchall()"
+    code = f"import duckdb; duckdb.sql({sql!r}).to_arrow_table()"
     return [sys.executable, "-c", code]
 
 
