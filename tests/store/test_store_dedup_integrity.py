@@ -199,3 +199,11 @@ def test_schema_page_matches_the_columns() -> None:
     assert page.read_text() == render(), (
         "docs/schema.md is stale: python -m kaudit.store.schema_doc > docs/schema.md"
     )
+
+
+def test_every_store_setting_is_documented() -> None:
+    from kaudit.store.settings import SETTINGS
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "store.md").read_text()
+    missing = [s.name for s in SETTINGS if f"| `{s.name}` |" not in page]
+    assert not missing, f"docs/store.md does not document: {missing}"
