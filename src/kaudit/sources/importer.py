@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import IO, Final, Protocol, cast
 
 from kaudit.errors import DecodeError, Location
@@ -134,10 +135,8 @@ def ingest(
                 batch: list[Record] = []
                 failed = False
                 try:
-                    for rec in records:
-                        batch.append(rec)
-                        if len(batch) >= batch_size:
-                            break
+                    # extend() keeps the items it got before an exception.
+                    batch.extend(islice(records, batch_size))
                 except READ_ERRORS as exc:
                     # Keep what was read before the damage; report the input.
                     failed = True
