@@ -37,11 +37,10 @@ def _rule_options(fn: F) -> F:
     fn = click.option(
         "--allowlist",
         type=click.Path(dir_okay=False),
-        help="YAML file extending rule allowlists: `allowlist: {RULE_ID or '*': {column: [values]}}`.",
+        help="YAML file extending rule allowlists: "
+        "`allowlist: {RULE_ID or '*': {column: [values]}}`.",
     )(fn)
-    fn = click.option(
-        "--no-builtin", is_flag=True, help="Leave out the built-in pack."
-    )(fn)
+    fn = click.option("--no-builtin", is_flag=True, help="Leave out the built-in pack.")(fn)
     fn = click.option(
         "--rules",
         "rule_dirs",
@@ -202,7 +201,9 @@ def test_(
 @click.option("--policy", "policy_path", required=True, type=click.Path(dir_okay=False))
 @_rule_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.option("--all", "show_all", is_flag=True, help="List every rule, not only those that cannot fire.")
+@click.option(
+    "--all", "show_all", is_flag=True, help="List every rule, not only those that cannot fire."
+)
 @_problems
 def coverage(
     policy_path: str,
@@ -272,7 +273,12 @@ def _print_alerts(alerts: Sequence[Any], fmt: str) -> None:
     t = Table("last", "severity", "rule", "user", "source ip", "object", "events")
     for a in alerts:
         t.add_row(
-            a.last_ts, a.severity, a.rule_id, a.username or "", a.source_ip or "", a.object,
+            a.last_ts,
+            a.severity,
+            a.rule_id,
+            a.username or "",
+            a.source_ip or "",
+            a.object,
             str(len(a.audit_ids)),
         )
     Console(width=200).print(t)

@@ -151,17 +151,18 @@ class _Compiled:
             inner += [f"({f}) AND {a} AS a{i}", f"({f}) AND {b} AS b{i}"]
             inner.append(f"a{i} OR b{i} AS m{i}")
         elif r.kind == "distinct":
-            inner.append(
-                f"({f}) AND (({expand(r.distinct or '')}) IS NOT NULL) AS m{i}"
-            )
+            inner.append(f"({f}) AND (({expand(r.distinct or '')}) IS NOT NULL) AS m{i}")
         else:
             inner.append(f"{f} AS m{i}")
+        keys = r.sequence_by if r.kind == "sequence" else r.group_by
         outer = [
-            f"CASE WHEN m{i} THEN {list_sql(r.sequence_by if r.kind == 'sequence' else r.group_by)} END AS k{i}",
+            f"CASE WHEN m{i} THEN {list_sql(keys)} END AS k{i}",
             f"CASE WHEN m{i} THEN {list_sql(self.supp_key)} END AS s{i}",
         ]
         if r.kind == "distinct":
-            outer.append(f"CASE WHEN m{i} THEN CAST(({expand(r.distinct or '')}) AS VARCHAR) END AS v{i}")
+            outer.append(
+                f"CASE WHEN m{i} THEN CAST(({expand(r.distinct or '')}) AS VARCHAR) END AS v{i}"
+            )
         if r.kind == "new_terms":
             outer.append(f"CASE WHEN m{i} THEN {list_sql(r.new_terms)} END AS t{i}")
         return inner, outer
@@ -217,8 +218,11 @@ class Engine:
         any_m = " OR ".join(f"m{c.i}" for c in self._c)
         return (
             f"SELECT {base}, {', '.join(f'm{c.i}' for c in self._c)}"
-            + (", " + ", ".join(f"a{c.i}, b{c.i}" for c in self._c if c.rule.kind == "sequence")
-               if any(c.rule.kind == "sequence" for c in self._c) else "")
+            + (
+                ", " + ", ".join(f"a{c.i}, b{c.i}" for c in self._c if c.rule.kind == "sequence")
+                if any(c.rule.kind == "sequence" for c in self._c)
+                else ""
+            )
             + f", {', '.join(outer)} FROM (SELECT *, {', '.join(inner)} FROM batch) "
             f"WHERE {any_m} ORDER BY _t, audit_id, stage"
         )

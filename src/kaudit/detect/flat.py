@@ -98,9 +98,7 @@ def _build(pairs: Iterable[tuple[Event, bytes]], cluster: str) -> pa.Table:
         a["username"](user.username if user.username is not UNSET else "")
         a["groups"](user.groups if user.groups is not UNSET else [])
         imp = ev.impersonated_user
-        a["impersonated_user"](
-            None if imp is UNSET or imp.username is UNSET else imp.username
-        )
+        a["impersonated_user"](None if imp is UNSET or imp.username is UNSET else imp.username)
         ips = ev.source_ips if ev.source_ips is not UNSET else []
         a["source_ip"](ips[0] if ips else None)
         a["source_ips"](ips)

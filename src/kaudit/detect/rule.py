@@ -25,9 +25,9 @@ from typing import Any, Final
 
 import yaml
 
+from kaudit.detect.yamlsrc import Positions, load_yaml
 from kaudit.errors import RuleError
 from kaudit.query.schema import BY_NAME
-from kaudit.detect.yamlsrc import Positions, load_yaml
 
 SEVERITIES: Final = ("info", "low", "medium", "high", "critical")
 LEVELS: Final = ("Metadata", "Request", "RequestResponse")
@@ -452,9 +452,7 @@ def _build_rule(doc: object, pos: Positions, problems: _Problems, source: str) -
         problems.add(pos, (), f"{' and '.join(stateful)} cannot be combined in one rule")
     if distinct is not None or threshold is not None:
         if threshold is None or window is None or not group_by:
-            problems.add(
-                pos, (), "threshold/distinct rules need group_by, window and threshold"
-            )
+            problems.add(pos, (), "threshold/distinct rules need group_by, window and threshold")
     elif window is not None:
         problems.add(pos, ("window",), "window is only used with threshold or distinct")
     if nt and not group_by:
@@ -471,9 +469,7 @@ def _build_rule(doc: object, pos: Positions, problems: _Problems, source: str) -
             allow = _allowlist_columns(al, pos, ("allowlist",), problems)
 
     nd = sub("needs")
-    needs = Needs(
-        **{k: strs(nd.get(k), ("needs", k)) for k in _SUB_FIELDS["needs"]}  # type: ignore[arg-type]
-    )
+    needs = Needs(**{k: strs(nd.get(k), ("needs", k)) for k in _SUB_FIELDS["needs"]})
     tests = _tests(doc.get("tests"), pos, problems)
     enabled = doc.get("enabled", True)
     if not isinstance(enabled, bool):
@@ -545,7 +541,9 @@ def _tests(v: object, pos: Positions, problems: _Problems) -> tuple[RuleTest, ..
             continue
         for k in t:
             if k not in _SUB_FIELDS["tests"]:
-                problems.add(pos, (*path, str(k)), f"unknown field{_suggest(str(k), _SUB_FIELDS['tests'])}")
+                problems.add(
+                    pos, (*path, str(k)), f"unknown field{_suggest(str(k), _SUB_FIELDS['tests'])}"
+                )
         name, match, events = t.get("name"), t.get("match"), t.get("events")
         alerts = t.get("alerts")
         if not isinstance(name, str) or not name:
@@ -554,7 +552,11 @@ def _tests(v: object, pos: Positions, problems: _Problems) -> tuple[RuleTest, ..
             problems.add(pos, (*path, "match"), f"expected true or false, got {match!r}")
         if alerts is not None and (not isinstance(alerts, int) or isinstance(alerts, bool)):
             problems.add(pos, (*path, "alerts"), "expected an integer")
-        if not isinstance(events, list) or not events or not all(isinstance(e, dict) for e in events):
+        if (
+            not isinstance(events, list)
+            or not events
+            or not all(isinstance(e, dict) for e in events)
+        ):
             problems.add(pos, (*path, "events"), "expected a non-empty list of events")
             continue
         if isinstance(name, str) and isinstance(match, bool):
@@ -581,10 +583,12 @@ def load_allowlist(
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problems.items.append(f"{where}: invalid YAML: {exc.problem}")
         return {}
-    if not isinstance(doc, dict) or set(doc) != {"allowlist"} or not isinstance(
-        doc["allowlist"], dict
+    if (
+        not isinstance(doc, dict)
+        or set(doc) != {"allowlist"}
+        or not isinstance(doc["allowlist"], dict)
     ):
-        problems.add(pos, (), "expected `allowlist:` mapping rule ids (or \"*\") to columns")
+        problems.add(pos, (), 'expected `allowlist:` mapping rule ids (or "*") to columns')
         return {}
     out: dict[str, dict[str, tuple[str, ...]]] = {}
     for rid, cols in doc["allowlist"].items():

@@ -132,7 +132,8 @@ MACROS: Final[tuple[str, ...]] = (
     "OR starts_with(u, 'system:addon-manager'))",
     "CREATE OR REPLACE TEMP MACRO _k_succeeded(c) AS (coalesce(c >= 100 AND c < 400, false))",
     "CREATE OR REPLACE TEMP MACRO _k_rbac_values(o, p) AS (flatten(list_transform("
-    "coalesce(json_extract(o, '$.rules[*]'), []), lambda x: coalesce(json_extract_string(x, p), []))))",
+    "coalesce(json_extract(o, '$.rules[*]'), []), "
+    "lambda x: coalesce(json_extract_string(x, p), []))))",
 )
 
 #: Columns of every trigger row (hunt query output, and what streaming computes).
@@ -239,8 +240,9 @@ def allowlist_sql(allow: dict[str, tuple[str, ...]]) -> str:
             lit = ", ".join(quote(v) for v in exact)
             parts.append(f"list_has_any({col}, [{lit}])" if is_list else f"{col} IN ({lit})")
         for g in globs:
-            pat = quote(g.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                        .replace("*", "%"))
+            pat = quote(
+                g.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%")
+            )
             if is_list:
                 parts.append(f"len(list_filter({col}, lambda x: x LIKE {pat} ESCAPE '\\')) > 0")
             else:
@@ -321,7 +323,8 @@ def hunt_sql(
             f"m AS (SELECT *, row_number() OVER (ORDER BY t, audit_id, stage) AS rn FROM ({base})),"
             "x AS (SELECT *, max(CASE WHEN is_a THEN rn END) OVER (PARTITION BY k ORDER BY rn "
             "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS a_rn FROM m),"
-            "trig AS (SELECT x.t AS ts_us, a.t AS first_ts_us, [a.audit_id, x.audit_id] AS audit_ids, "
+            "trig AS (SELECT x.t AS ts_us, a.t AS first_ts_us, "
+            "[a.audit_id, x.audit_id] AS audit_ids, "
             "x.k AS key, 2 AS count, x.sk, "
             + ", ".join(f"x.{c}" for c in ENTITY_COLUMNS)
             + f" FROM x JOIN m a ON a.rn = x.a_rn WHERE x.is_b AND a.t > x.t - {within})"
@@ -361,7 +364,8 @@ def hunt_sql(
             "WHERE v IS NOT NULL),"
             "j AS (SELECT a.rn, b.v, max(b.rn) AS vrn FROM m a JOIN m b ON a.k = b.k "
             f"AND b.rn <= a.rn AND b.t > a.t - {w} GROUP BY a.rn, b.v),"
-            "jj AS (SELECT j.rn, j.vrn, b.audit_id AS vid, b.t AS vt FROM j JOIN m b ON b.rn = j.vrn),"
+            "jj AS (SELECT j.rn, j.vrn, b.audit_id AS vid, b.t AS vt "
+            "FROM j JOIN m b ON b.rn = j.vrn),"
             "c AS (SELECT rn, count(*) AS nv, list(vid ORDER BY vrn DESC) AS ids, "
             "list(vt ORDER BY vrn DESC) AS ts_list FROM jj GROUP BY rn),"
             f"trig AS (SELECT m.t AS ts_us, c.ts_list[{n}] AS first_ts_us, "

@@ -193,9 +193,7 @@ class SequenceState:
         self.w = within_us
         self.last_a = _Bounded(max_keys)
 
-    def feed(
-        self, key: Key, ts_us: int, audit_id: str, is_a: bool, is_b: bool
-    ) -> Trigger | None:
+    def feed(self, key: Key, ts_us: int, audit_id: str, is_a: bool, is_b: bool) -> Trigger | None:
         trig = None
         if is_b:
             a = self.last_a.d.get(key)
