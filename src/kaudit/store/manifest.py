@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -110,10 +111,49 @@ def read_lines(root: Path) -> tuple[list[bytes], bool]:
     return lines[:-1], torn
 
 
+_CACHE: dict[Path, tuple[int, int, ManifestState]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
 def load(root: Path) -> ManifestState:
-    """The current state, for readers and the writer (no verification: see verify)."""
+    """The current state, for readers and the writer (no verification: see verify).
+
+    The manifest only grows, so a process re-reads only the bytes appended since its
+    last look (a file that shrank or was replaced is read again from the start).
+    """
+    path = root / MANIFEST
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return ManifestState()
+    except OSError as exc:
+        raise io_error(exc, path, "read") from None
+    key = path.resolve()
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
     state = ManifestState()
-    lines, _ = read_lines(root)
+    offset = 0
+    if cached is not None and cached[0] == st.st_ino and cached[1] <= st.st_size:
+        _, offset, base = cached
+        state = _copy(base)
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError as exc:
+        raise io_error(exc, path, "read") from None
+    end = data.rfind(b"\n") + 1
+    _apply_lines(state, data[:end].split(b"\n")[:-1])
+    with _CACHE_LOCK:
+        _CACHE[key] = (st.st_ino, offset + end, _copy(state))
+    return state
+
+
+def _copy(s: ManifestState) -> ManifestState:
+    return ManifestState(dict(s.segments), set(s.flushed_wals), set(s.removed), s.last_hash, s.seq)
+
+
+def _apply_lines(state: ManifestState, lines: list[bytes]) -> None:
     for line in lines:
         if not line.strip():
             continue
@@ -123,7 +163,6 @@ def load(root: Path) -> ManifestState:
             continue  # verify reports it
         if isinstance(entry, dict):
             apply(state, entry)
-    return state
 
 
 class Manifest:
