@@ -6,6 +6,9 @@
   (request attributes, an HTTP request or an audit event); ``--explain`` for people.
 * ``apply --policy FILE [INPUT] [-o OUT]`` - the events the apiserver would have
   logged under the policy, byte-exact (kaudit.model.encode_event).
+* ``lint``, ``simulate``, ``diff``, ``recommend`` - policy tooling, implemented in
+  :mod:`kaudit.policy.lint`, :mod:`kaudit.policy.simulate` and
+  :mod:`kaudit.policy.recommend` (imported when the command runs).
 """
 
 from __future__ import annotations
@@ -385,6 +388,277 @@ def apply_(policy_file: str, output: IO[bytes], input: IO[bytes]) -> None:
     )
     if bad:
         raise SystemExit(1)
+
+
+# --- tooling: lint, simulate, diff, recommend -------------------------------------------
+
+
+@policy.command("lint")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Findings as text lines or one JSON document.",
+)
+def lint(file: str, fmt: str) -> None:
+    """Find what a policy gets wrong for security and volume.
+
+    Each finding has a severity (error, warning, info), the rule and file:line:col, and
+    a fix: bodies of secrets, tokens or CSRs (error) and configmaps (warning) logged,
+    rules that can never match, a missing or misplaced catch-all, RequestReceived not
+    omitted, managedFields logged, resourceNames that cannot match, "pods" where
+    "pods/*" was meant, noisy system traffic logged (info). Invalid policies give error
+    findings. Exits 1 when there is an error finding, else 0.
+    """
+    from kaudit.policy.lint import format_text, has_errors, lint_file, summary
+
+    _, findings = lint_file(file)
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "file": file,
+                    "findings": [f.to_dict() for f in findings],
+                    "summary": summary(findings),
+                },
+                indent=2,
+            )
+        )
+    else:
+        for line in format_text(findings):
+            click.echo(line)
+        click.echo(f"{file}: {summary(findings)}")
+    if has_errors(findings):
+        raise SystemExit(1)
+
+
+def _capture_options(f: Callable[..., None]) -> Callable[..., None]:
+    f = click.argument("logs", nargs=-1, type=click.Path(dir_okay=True))(f)
+    f = click.option(
+        "--until", default=None, help="Only requests received before WHEN (same forms)."
+    )(f)
+    f = click.option(
+        "--since",
+        default=None,
+        help="Only requests received from WHEN on: 24h, 7d, 2024-05-01, RFC 3339.",
+    )(f)
+    f = click.option(
+        "--store",
+        "store_dir",
+        default=None,
+        type=click.Path(file_okay=False),
+        help="Read the capture from this store (default: $KAUDIT_STORE or ./kaudit-data "
+        "when no LOG is named).",
+    )(f)
+    return f
+
+
+def _capture(
+    store_dir: str | None,
+    logs: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    policies: list[Policy],
+) -> Any:
+    from kaudit.policy.simulate import capture_from_logs, capture_from_store, names_of
+    from kaudit.query.timeparse import parse_when
+    from kaudit.store import default_path
+
+    if store_dir and logs:
+        raise click.UsageError("give either --store DIR or LOG files, not both")
+    t0 = parse_when(since, flag="--since") if since else None
+    t1 = parse_when(until, flag="--until") if until else None
+    names = names_of(policies)
+    if logs:
+
+        def on_error(err: InputError) -> None:
+            click.echo(f"error: {err}", err=True)
+
+        cap = capture_from_logs(list(logs), names=names, since=t0, until=t1, on_error=on_error)
+        if cap.bad_lines:
+            click.echo(
+                f"warning: {cap.bad_lines} input problem{'s' if cap.bad_lines != 1 else ''} "
+                "(reported above); the rest was used",
+                err=True,
+            )
+        return cap
+    return capture_from_store(str(store_dir or default_path()), names=names, since=t0, until=t1)
+
+
+@policy.command("simulate")
+@click.option(
+    "--policy",
+    "policy_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The audit policy file (audit.k8s.io/v1).",
+)
+@_capture_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Tables for people or one JSON document.",
+)
+@click.option("--top", default=10, show_default=True, help="Rows in the top-N lists.")
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML chart (inline SVG) of volume by level and rule.",
+)
+def simulate_(
+    policy_file: str,
+    store_dir: str | None,
+    since: str | None,
+    until: str | None,
+    logs: tuple[str, ...],
+    fmt: str,
+    top: int,
+    chart: str | None,
+) -> None:
+    """Replay captured traffic (a store, or LOG files) under a policy.
+
+    Events and bytes per level, per rule, per day; the top users, resources and
+    verbs; what the policy drops or adds against the capture, per request class.
+    Bytes are the exact size of each event as the apiserver would write it; where the
+    policy asks for more than the capture holds, bodies are estimated from captured
+    bodies of the same resource and verb (else per-resource defaults) and the figures
+    say "estimated". JSON keys include events_by_level, bytes_by_level, events_by_rule.
+    """
+    from kaudit.policy.report import chart_html, simulation_text
+    from kaudit.policy.simulate import simulate
+
+    if chart and not chart.lower().endswith((".html", ".htm")):
+        raise click.BadParameter(
+            f"{chart}: expected an .html file (the chart is a self-contained HTML page; "
+            "PNG output is not supported)",
+            param_hint="--chart",
+        )
+    pol = _load(policy_file)
+    cap = _capture(store_dir, logs, since, until, [pol])
+    result = simulate(pol, cap).to_dict(top=top)
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(simulation_text(result))
+    if chart:
+        _write_private(chart, chart_html(result).encode())
+        click.echo(f"chart written to {chart}", err=True)
+
+
+@policy.command("diff")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@_capture_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people or one JSON document.",
+)
+@click.option("--limit", default=50, show_default=True, help="At most this many changed rows.")
+def diff_(
+    old: str,
+    new: str,
+    store_dir: str | None,
+    since: str | None,
+    until: str | None,
+    logs: tuple[str, ...],
+    fmt: str,
+    limit: int,
+) -> None:
+    """Compare two policies over captured traffic (a store, or LOG files).
+
+    For each request class (who: a system component, nodes, service accounts or
+    users; resource; verb) whose level, matching rule or volume changes: the levels
+    and rule indexes under OLD and NEW and the change in events and bytes, largest
+    first. Pass the logs after "--" when a LOG name could be read as OLD or NEW.
+    """
+    from kaudit.policy.report import diff_text
+    from kaudit.policy.simulate import diff
+
+    old_pol, new_pol = _load(old), _load(new)
+    cap = _capture(store_dir, logs, since, until, [old_pol, new_pol])
+    result = diff(old_pol, new_pol, cap).to_dict(limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(diff_text(result))
+
+
+@policy.command("recommend")
+@_capture_options
+@click.option(
+    "--budget",
+    default=None,
+    help="Most bytes per day to log (e.g. 2GB/day, 500MiB): body rules are lowered, "
+    "the largest first, until the estimate fits.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the policy here (mode 0600) instead of standard output.",
+)
+def recommend_(
+    store_dir: str | None,
+    since: str | None,
+    until: str | None,
+    logs: tuple[str, ...],
+    budget: str | None,
+    output: str | None,
+) -> None:
+    """Write a commented audit policy derived from captured traffic.
+
+    None for health checks, kube-proxy watches, leases, events and the reads of the
+    busiest system identities; Metadata (never bodies) for secrets, configmaps,
+    tokens and CSRs; bodies for RBAC, admission, workload and cluster changes and for
+    exec/attach/port-forward, within --budget; a Metadata catch-all last;
+    omitStages RequestReceived and omitManagedFields. Each rule says why and its
+    estimated volume. The result is validated and lints clean.
+    """
+    from kaudit.policy.recommend import human_bytes, parse_budget, recommend
+
+    limit = parse_budget(budget) if budget else None
+    cap = _capture(store_dir, logs, since, until, [])
+    if not cap.groups:
+        raise InputError("no events in the capture: nothing to recommend from")
+    rec = recommend(cap, budget=limit)
+    if output:
+        _write_private(output, rec.yaml.encode())
+        click.echo(f"policy written to {output}", err=True)
+    else:
+        click.echo(rec.yaml, nl=False)
+    msg = f"estimated {human_bytes(rec.bytes_per_day)}/day"
+    if rec.lowered:
+        msg += "; lowered to fit the budget: " + "; ".join(rec.lowered)
+    click.echo(msg, err=True)
+    if not rec.within_budget and limit is not None:
+        click.echo(
+            f"warning: over the budget of {human_bytes(limit)}/day even with every body "
+            "rule at Metadata: drop more traffic with None rules",
+            err=True,
+        )
+
+
+def _write_private(path: str, data: bytes) -> None:
+    import os
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", Location(path)) from None
 
 
 __all__ = ["policy"]

@@ -191,6 +191,9 @@ class Capture:
     groups: list[Group]
     description: str
     bad_lines: int = 0
+    #: First and last request time in the capture (epoch seconds), when known.
+    first_ts: float | None = None
+    last_ts: float | None = None
     #: A second, narrower pass: the groups of these (resource, verb) pairs, with
     #: managedFields sizes computed.
     refill: Callable[[list[str]], list[Group]] | None = None
@@ -198,6 +201,13 @@ class Capture:
     @property
     def events(self) -> int:
         return sum(g.n for g in self.groups)
+
+    @property
+    def span_seconds(self) -> float:
+        """How much time the capture covers (at least one minute)."""
+        if self.first_ts is None or self.last_ts is None:
+            return 86400.0
+        return max(60.0, self.last_ts - self.first_ts)
 
     def ensure_managed_fields(self, policies: Iterable[Policy]) -> None:
         """Make the managedFields sizes exact wherever one of ``policies`` strips them."""
@@ -292,6 +302,13 @@ def capture_from_connection(
     sql = _GROUP_SQL.format(source=relation, req_mf=mf[0], resp_mf=mf[1])
     table = con.sql(sql, params=params).to_arrow_table()
     capture = Capture(_to_groups(table), description or relation)
+    first, last = con.sql(
+        f"SELECT epoch(min(ts)), epoch(max(ts)) FROM {relation} "
+        "WHERE ($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)",
+        params={"since": since, "until": until},
+    ).fetchall()[0]
+    capture.first_ts = None if first is None else float(first)
+    capture.last_ts = None if last is None else float(last)
     if lazy_managed_fields:
         mf_sql = _MF_SQL.format(source=relation, req_mf=_REQ_MF, resp_mf=_RESP_MF)
 
@@ -354,12 +371,22 @@ def capture_from_logs(
     sql = _GROUP_SQL.format(source="kaudit_batch", req_mf=_REQ_MF, resp_mf=_RESP_MF)
     params = _params(names, since, until)
     partial = None
+    first: float | None = None
+    last: float | None = None
+    span_sql = (
+        "SELECT epoch(min(ts)), epoch(max(ts)) FROM kaudit_batch "
+        "WHERE ($since IS NULL OR ts >= $since) AND ($until IS NULL OR ts < $until)"
+    )
 
     def reduce(batch: list[Record]) -> None:
-        nonlocal partial
+        nonlocal partial, first, last
         table = flatten(batch)
         con.register("kaudit_batch", table)
         part = con.sql(sql, params=params).to_arrow_table()
+        lo, hi = con.sql(span_sql, params={"since": since, "until": until}).fetchall()[0]
+        if lo is not None and hi is not None:
+            first = float(lo) if first is None else min(first, float(lo))
+            last = float(hi) if last is None else max(last, float(hi))
         con.unregister("kaudit_batch")
         if partial is None:
             con.register("kaudit_partial_0", part)
@@ -391,7 +418,7 @@ def capture_from_logs(
     sums = ", ".join(f"sum({c}) AS {c}" for c in _SUM_COLS)
     table = con.sql(f"SELECT {keys}, {sums} FROM ({union}) GROUP BY ALL").to_arrow_table()
     con.close()
-    return Capture(_to_groups(table), ", ".join(paths), bad)
+    return Capture(_to_groups(table), ", ".join(paths), bad, first, last)
 
 
 # --- estimating what was never captured ------------------------------------------------
@@ -598,6 +625,7 @@ class Simulation:
     classes: dict[str, ClassChange] = field(default_factory=lambda: defaultdict(ClassChange))
     added: Tally = field(default_factory=Tally)
     above_capture: int = 0
+    dropped_by_rule: dict[int | None, int] = field(default_factory=lambda: defaultdict(int))
     dropped_level: int = 0
     dropped_stage: int = 0
     bad_lines: int = 0
@@ -697,6 +725,7 @@ def simulate(policy: Policy, capture: Capture) -> Simulation:
             sim.by_day[g.day].add(added)
         if d.level == LEVEL_NONE:
             sim.dropped_level += g.n
+            sim.dropped_by_rule[d.rule_index] += g.n
             continue
         if not kept.events:
             sim.dropped_stage += g.n
