@@ -205,6 +205,45 @@ SETTINGS: tuple[Setting, ...] = (
         "`module:function` callables taking and returning a list of Records.",
         flag="--transform",
     ),
+    Setting(
+        "tail_paths",
+        "list",
+        [],
+        "Audit log files to follow (as the apiserver's log backend writes them): rotated "
+        "backups are read on first start, rename and copytruncate rotation followed, the "
+        "position checkpointed in <store>/tail.",
+        flag="--tail",
+    ),
+    Setting(
+        "tail_cluster",
+        "str",
+        "",
+        "The `cluster` value of events read by tail_paths.",
+    ),
+    Setting(
+        "redact",
+        "bool",
+        True,
+        "Replace secret material before storing: Secret data/stringData and their "
+        "last-applied-configuration, TokenRequest and TokenReview tokens, PEM private keys.",
+    ),
+    Setting(
+        "policy_file",
+        "path",
+        None,
+        "An audit policy to shape events to before storing (drops what it records at None "
+        "or in an omitted stage, strips bodies above its level): store less than the "
+        "apiserver sends.",
+    ),
+    Setting(
+        "truncate_max_event_bytes",
+        "int",
+        0,
+        "Truncate as the apiserver's truncate backend: events larger than this lose their "
+        "bodies (annotated audit.k8s.io/truncated), Metadata events larger are dropped. "
+        "0: off.",
+        minimum=0,
+    ),
     Setting("query_api", "bool", True, "Serve the JSON query API under /api/v1."),
     Setting(
         "query_max_rows",
@@ -249,6 +288,11 @@ class ServeConfig:
     retry_after_secs: int = 2
     quarantine_max_bytes: int = 1024 * MiB
     transforms: list[str] = field(default_factory=list)
+    tail_paths: list[str] = field(default_factory=list)
+    tail_cluster: str = ""
+    redact: bool = True
+    policy_file: Path | None = None
+    truncate_max_event_bytes: int = 0
     query_api: bool = True
     query_max_rows: int = 10000
     log_level: str = "info"
@@ -650,6 +694,23 @@ def check_config(config: ServeConfig, *, env: Mapping[str, str] | None = None) -
             import_transform(spec)
         except ConfigError as exc:
             problems.append(exc.message)
+    for tail in config.tail_paths:
+        parent = Path(tail).parent
+        if not parent.is_dir():
+            problems.append(f"tail_paths: {tail}: the directory {parent} does not exist")
+    if _check_readable(config.policy_file, "policy_file", problems):
+        from kaudit.errors import PolicyDecodeError, PolicyError, PolicyInvalidError
+        from kaudit.policy import load_policy
+
+        assert config.policy_file is not None
+        try:
+            load_policy(config.policy_file)
+        except PolicyDecodeError as exc:
+            problems.extend(f"policy_file: {p}" for p in exc.problems)
+        except PolicyInvalidError as exc:
+            problems.extend(f"policy_file: {config.policy_file}: {e}" for e in exc.errors)
+        except PolicyError as exc:
+            problems.append(f"policy_file: {exc}")
     return problems
 
 

@@ -28,9 +28,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
-from kaudit.errors import InputError
+from kaudit.errors import DecodeError, InputError
 from kaudit.model.documents import Adapter, ErrorHandler, Record, parse_line
 from kaudit.sources.files import GZIP_MAGIC, expand_paths
 
@@ -404,4 +404,46 @@ class Tailer:
         return None
 
 
-__all__ = ["HEAD_BYTES", "Position", "Tailer"]
+class TailSource:
+    """A :class:`Tailer` as a source of ``kaudit serve``: poll, hand each batch to the
+    sink (which returns once it is durable), then commit the position."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        state_dir: str | os.PathLike[str],
+        *,
+        cluster: str = "",
+        poll_interval_secs: float = 0.5,
+        max_batch: int = 10_000,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        self.name = f"tail:{path}"
+        key = hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:16]
+        checkpoint = Path(state_dir) / f"{Path(path).name}-{key}.json"
+        self.tailer = Tailer(path, checkpoint, max_batch=max_batch)
+        self.cluster = cluster
+        self.poll_interval_secs = poll_interval_secs
+        self.on_error: ErrorHandler = on_error or (lambda err, raw: None)
+        self.errors = 0
+
+    def _count(self, err: DecodeError, raw: bytes) -> None:
+        self.errors += 1
+        self.on_error(err, raw)
+
+    async def run(self, sink: Any) -> None:
+        import asyncio
+
+        try:
+            while True:
+                records = await asyncio.to_thread(self.tailer.poll, self._count)
+                if records:
+                    await sink(records, cluster=self.cluster)
+                    await asyncio.to_thread(self.tailer.commit)
+                else:
+                    await asyncio.sleep(self.poll_interval_secs)
+        finally:
+            self.tailer.close()
+
+
+__all__ = ["HEAD_BYTES", "Position", "TailSource", "Tailer"]

@@ -6,7 +6,8 @@
   requests share one fsync (group commit). Each caller is answered when its batch is
   durable, or with the store's error.
 * :func:`build_app` is the Starlette application: the webhook endpoint, ``/metrics``,
-  ``/healthz``, ``/readyz`` and the query API, all errors in one JSON shape.
+  ``/healthz``, ``/readyz``, the query API and the dashboard (``/ui``, see
+  :mod:`kaudit.web.ui`), all API errors in one JSON shape.
 * :func:`serve` runs it under uvicorn with TLS and client certificates, plus any other
   :class:`Source` (e.g. a file tailer) in the same event loop.
 
@@ -35,7 +36,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from kaudit.config import ServeConfig, import_transform, resolve_store_path
 from kaudit.errors import ConfigError, KauditError, StoreError, StoreFullError
@@ -305,7 +306,14 @@ def build_app(
     taken when the app starts (lifespan) and closed when it stops."""
     metrics = ServeMetrics()
     auth = make_authenticator(config)
-    chain = list(transforms) + [import_transform(s) for s in config.transforms]
+    from kaudit.pipeline import builtin_transforms, tail_sources
+
+    chain = (
+        builtin_transforms(config)
+        + list(transforms)
+        + [import_transform(s) for s in config.transforms]
+    )
+    sources = [*tail_sources(config, Path(store.path)), *sources]
     holder: dict[str, Any] = {}
 
     def committer() -> GroupCommitter:
@@ -379,7 +387,7 @@ def build_app(
             if callable(close):
                 close()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route(config.webhook_path, webhook.handle, methods=["POST"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -387,6 +395,12 @@ def build_app(
     ]
     if config.query_api:
         routes += query_routes(store, auth, max_rows=config.query_max_rows)
+        # The dashboard: pages under /ui (and / redirecting there), JSON twins under
+        # /api/v1, with the same authentication as the API.
+        from kaudit.web.ui.app import root_redirect, ui_routes
+
+        routes += ui_routes(store, auth, metrics=metrics, tls=config.tls)
+        routes.append(Route("/", root_redirect, methods=["GET"]))
     app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
