@@ -72,7 +72,10 @@ def cloud_time(value: object) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return format_micro(int(value * 1000))
+        try:
+            return format_micro(int(value * 1000))
+        except (OverflowError, ValueError):
+            return None
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip().replace(" ", "T", 1)
@@ -81,7 +84,7 @@ def cloud_time(value: object) -> str | None:
         text += "Z"
     try:
         return format_micro(parse_time(text))
-    except ValueError:
+    except (OverflowError, ValueError):
         return None
 
 

@@ -185,7 +185,12 @@ def entry_to_event(entry: dict[str, Any], loc: Location | None = None) -> Event:
         else LEVEL_METADATA
     )
 
-    annotations = {str(k): v for k, v in (entry.get("labels") or {}).items() if isinstance(v, str)}
+    labels = entry.get("labels")
+    annotations = (
+        {str(k): v for k, v in labels.items() if isinstance(v, str)}
+        if isinstance(labels, dict)
+        else {}
+    )
     if "authorization.k8s.io/decision" not in annotations:
         decision = _decision(pp.get("authorizationInfo"))
         if decision:
