@@ -221,6 +221,16 @@ def test_missing_path_is_named_and_the_others_are_ingested(tmp_path: Path, store
     assert stored_events(open_store(store_dir)) == expected(lines(0, 3))
 
 
+def test_only_missing_paths_creates_no_store(tmp_path: Path, store_dir: Path) -> None:
+    r = run(store_dir, str(tmp_path / "a.log"), str(tmp_path / "b"))
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [
+        f"error: {tmp_path / 'a.log'}: no such file or directory",
+        f"error: {tmp_path / 'b'}: no such file or directory",
+    ]
+    assert not store_dir.exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
 def test_unreadable_file_for_real(tmp_path: Path, store_dir: Path) -> None:
     locked = write(tmp_path / "locked.log", lines(0, 2))

@@ -105,6 +105,11 @@ def ingest(
     from kaudit.store import open_store
 
     expansion = expand_paths(paths, rotated=rotated)
+    if not expansion.inputs:
+        # Nothing to read: say why, and do not create a store for nothing.
+        for err in expansion.errors:
+            report_error(err)
+        ctx.exit(EXIT_ERROR)
     store = open_store(store_path)
     q_path = quarantine_path or default_path(store.path)
     show_progress = progress if progress is not None else _is_tty(sys.stderr)
