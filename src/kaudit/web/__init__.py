@@ -1,0 +1,1 @@
+"""kaudit over HTTP: the receiver, the query API and the dashboard."""

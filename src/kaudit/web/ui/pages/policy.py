@@ -1,0 +1,32 @@
+"""Policy: lint a pasted or uploaded audit policy and replay the stored traffic under it."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+MAX_POLICY_BYTES: Final = 1024 * 1024
+
+
+def check_policy(con: Any, data: bytes, source: str, *, top: int = 10) -> dict[str, Any]:
+    """Lint findings and, when the policy loads, the simulation against the store."""
+    from kaudit.policy.lint import lint_bytes, summary
+
+    policy, findings = lint_bytes(data, source)
+    out: dict[str, Any] = {
+        "source": source,
+        "valid": policy is not None,
+        "findings": [f.to_dict() for f in findings],
+        "summary": summary(findings),
+        "simulation": None,
+    }
+    if policy is None:
+        return out
+    from kaudit.policy.simulate import capture_from_connection, names_of, simulate
+
+    capture = capture_from_connection(con, names=names_of([policy]), description="the store")
+    sim = simulate(policy, capture).to_dict(top=top)
+    out["simulation"] = sim
+    return out
+
+
+__all__ = ["MAX_POLICY_BYTES", "check_policy"]
