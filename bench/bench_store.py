@@ -40,7 +40,8 @@ def machine() -> str:
         pass
     return (
         f"machine: {cpu}; cores={os.cpu_count()}; Python {platform.python_version()}; "
-        f"pyarrow {pa.__version__}; duckdb {duckdb.__version__}; msgspec {msgspec.__version__}"
+        f"pyarrow {pa.__version__}; duckdb {duckdb.__version__}; msgspec {msgspec.__version__}; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
 
 
