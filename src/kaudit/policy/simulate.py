@@ -764,10 +764,9 @@ class DiffRow:
     new_rules: set[int | None] = field(default_factory=set)
 
     def changed(self) -> bool:
-        return (
-            round(self.old.bytes) != round(self.new.bytes)
-            or self.old_rules != self.new_rules
-            or set(self.old_levels) != set(self.new_levels)
+        # A rule index that moves (a rule inserted above) alone is not a change.
+        return round(self.old.bytes) != round(self.new.bytes) or set(self.old_levels) != set(
+            self.new_levels
         )
 
     def to_dict(self, key: tuple[str, str, str]) -> dict[str, Any]:
