@@ -109,9 +109,12 @@ class UI:
 
     # --- connections -------------------------------------------------------------
 
-    def connect(self) -> Any:
-        """A fresh read-only connection; files outside the store are out of reach."""
+    def connect(self, *, sandbox: bool = False) -> Any:
+        """A fresh read-only connection; with ``sandbox`` (a user's own SQL) files outside
+        the store are out of reach and the configuration is locked."""
         con = self.store.connect()
+        if not sandbox:
+            return con
         with contextlib.suppress(Exception):
             path = str(self.store.path).replace("'", "''")
             con.execute(f"SET allowed_directories=['{path}']")
@@ -119,8 +122,8 @@ class UI:
             con.execute("SET lock_configuration=true")
         return con
 
-    def with_con(self, fn: Callable[[Any], Data]) -> Data:
-        con = self.connect()
+    def with_con(self, fn: Callable[[Any], Data], *, sandbox: bool = False) -> Data:
+        con = self.connect(sandbox=sandbox)
         try:
             return fn(con)
         finally:
@@ -202,7 +205,7 @@ def overview_data(ui: UI, request: Request) -> Data:
 
 def search_data(ui: UI, request: Request) -> Data:
     form = search_page.parse_form(request.query_params)
-    return ui.with_con(lambda con: search_page.search(con, form))
+    return ui.with_con(lambda con: search_page.search(con, form), sandbox=True)
 
 
 def event_data(ui: UI, request: Request) -> Data:
@@ -518,7 +521,7 @@ def api_form_routes(ui: UI) -> list[Route]:
 
 def _export(ui: UI, request: Request, kind: str) -> Response:
     form = search_page.parse_form(request.query_params)
-    con = ui.connect()
+    con = ui.connect(sandbox=True)
     try:
         gen = (
             search_page.export_jsonl(con, form)

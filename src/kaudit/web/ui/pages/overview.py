@@ -23,7 +23,7 @@ TOP: Final = 10
 STREAMING: Final = ("exec", "attach", "portforward")
 RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 WRITE_VERBS: Final = ("create", "update", "patch", "delete", "deletecollection")
-CODE_CLASSES: Final = ("2xx", "3xx", "4xx", "5xx")
+CODE_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
 CODES: Final = ("401", "403", "404", "409", "422", "429", "5xx")
 LEVELS: Final = ("None", "Metadata", "Request", "RequestResponse")
 MAX_VERBS: Final = 7
@@ -119,6 +119,7 @@ def response_codes(con: Any) -> dict[str, Any]:
     row = _rows(
         con,
         "SELECT count(*) AS total, "
+        "count(*) FILTER (code < 200) AS c1, "
         "count(*) FILTER (code BETWEEN 200 AND 299) AS c2, "
         "count(*) FILTER (code BETWEEN 300 AND 399) AS c3, "
         "count(*) FILTER (code BETWEEN 400 AND 499) AS c4, "

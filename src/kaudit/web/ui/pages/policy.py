@@ -12,14 +12,15 @@ def check_policy(con: Any, data: bytes, source: str, *, top: int = 10) -> dict[s
     from kaudit.policy.lint import lint_bytes, summary
 
     policy, findings = lint_bytes(data, source)
+    valid = policy is not None and not any(f.check == "invalid" for f in findings)
     out: dict[str, Any] = {
         "source": source,
-        "valid": policy is not None,
+        "valid": valid,
         "findings": [f.to_dict() for f in findings],
         "summary": summary(findings),
         "simulation": None,
     }
-    if policy is None:
+    if policy is None or not valid:
         return out
     from kaudit.policy.simulate import capture_from_connection, names_of, simulate
 
