@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 import pytest
-from conftest import AUTH, TOKEN, Client, UIStore, ui_app
+from ui_harness import AUTH, TOKEN, Client, UIStore, ui_app
 
 from kaudit.query.filters import Filters, rows_sql
 
