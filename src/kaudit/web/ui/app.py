@@ -444,23 +444,23 @@ def form_routes(ui: UI) -> list[Route]:
 
     async def policy_post(request: Request, ident: Identity, sid: str | None) -> Response:
         ctx = _ctx(ui, request, "policy", ident, sid)
-        form = await request.form(max_part_size=policy_page.MAX_POLICY_BYTES + 1)
-        if not ui.sessions.check_csrf(ui.csrf_subject(ident, sid), str(form.get("csrf") or "")):
-            return ui.render(
-                "error.html",
-                403,
-                title="Forbidden",
-                message="the form's CSRF token is missing or wrong: reload the page and retry",
-                **ctx,
-            )
-        text = str(form.get("policy") or "")
-        upload = form.get("file")
-        source = "pasted policy"
-        data = text.encode()
-        if upload is not None and not isinstance(upload, str) and upload.filename:
-            data = await upload.read(policy_page.MAX_POLICY_BYTES + 1)
-            source = upload.filename
-            text = data.decode("utf-8", "replace")
+        async with request.form(max_part_size=policy_page.MAX_POLICY_BYTES + 1) as form:
+            if not ui.sessions.check_csrf(ui.csrf_subject(ident, sid), str(form.get("csrf") or "")):
+                return ui.render(
+                    "error.html",
+                    403,
+                    title="Forbidden",
+                    message="the form's CSRF token is missing or wrong: reload the page and retry",
+                    **ctx,
+                )
+            text = str(form.get("policy") or "")
+            upload = form.get("file")
+            source = "pasted policy"
+            data = text.encode()
+            if upload is not None and not isinstance(upload, str) and upload.filename:
+                data = await upload.read(policy_page.MAX_POLICY_BYTES + 1)
+                source = upload.filename
+                text = data.decode("utf-8", "replace")
         try:
             result = await asyncio.to_thread(policy_data, ui, data, source)
         except KauditError as exc:
