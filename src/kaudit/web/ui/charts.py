@@ -69,10 +69,11 @@ def stacked_bars(buckets: Sequence[dict[str, Any]], series: Sequence[str], *, la
                 f'width="{max(bw - 1, 0.5):.1f}" height="{h:.1f}">'
                 f"<title>{escape(b['start'])} {escape(s)}: {c}</title></rect>"
             )
-    for i in (0, n // 2, n - 1) if buckets else ():
-        x = PAD_LEFT + i * bw
+    ticks = ((0, "start"), (n // 2, "middle"), (n - 1, "end")) if buckets else ()
+    for i, anchor in ticks:
+        x = PAD_LEFT + i * bw + (bw if anchor == "end" else 0)
         parts.append(
-            f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 6}">'
+            f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}">'
             f"{escape(buckets[i]['start'][5:16].replace('T', ' '))}</text>"
         )
     parts.append("</svg>")
