@@ -1,0 +1,130 @@
+"""Dashboard benchmark: how long each page's data takes over a store of N events.
+
+    python bench/bench_ui.py [--events 1000000] [--repeat 3] [--keep DIR]
+
+Generates traffic with ``kaudit.traffic`` (1000 events/s of simulated time), ingests
+it into a temporary store (``kaudit ingest``, from the cached JSON log), then times
+the JSON twin of each page in process (the same data the HTML page renders), best of
+``--repeat``, through the real ASGI app with a bearer token. Prints the figures and a
+machine line; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import CACHE_DIR, machine_line
+
+TOKEN = "bench-token"
+
+
+def log_file(n: int, seed: int) -> Path:
+    from kaudit.traffic import generate_lines
+
+    path = CACHE_DIR / f"traffic-seed{seed}-{n}.jsonl"
+    if not path.exists():
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            for line in generate_lines(n, seed=seed):
+                f.write(line)
+        tmp.rename(path)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--keep", type=Path, default=None, help="store directory to keep/reuse")
+    args = ap.parse_args()
+
+    import httpx
+
+    from kaudit.config import load_config
+    from kaudit.store import open_store
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from kaudit.cli.ui import build_ui_app
+
+    print(machine_line())
+    tmp = None
+    store_dir = args.keep
+    if store_dir is None:
+        tmp = tempfile.mkdtemp(prefix="kaudit-bench-ui-")
+        store_dir = Path(tmp) / "store"
+    if not (store_dir / "manifest.jsonl").exists() and not any(store_dir.glob("**/*.parquet")):
+        log = log_file(args.events, args.seed)
+        t = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "kaudit", "ingest", "--store", str(store_dir), str(log)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        print(f"ingest {args.events} events: {time.perf_counter() - t:.1f} s")
+    store = open_store(store_dir)
+    st = store.stats()
+    print(f"store: {st.events} events, {st.segments} segments, {st.bytes / 1e6:.1f} MB")
+    config = load_config(
+        None, env={}, flags={"store_path": str(store_dir), "tokens": [f"b={TOKEN}"]}
+    )
+    app = build_ui_app(config, store)
+    newest = store.query("SELECT max(ts) AS t FROM events")["t"][0].as_py()
+    user = store.query("SELECT username FROM events GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[
+        "username"
+    ][0].as_py()
+    obj = store.query(
+        "SELECT resource, namespace, name FROM events WHERE verb = 'update' AND name IS NOT NULL "
+        "AND api_group IS NULL LIMIT 1"
+    ).to_pylist()[0]
+    aid = store.query("SELECT audit_id FROM events WHERE audit_id <> '' LIMIT 1")["audit_id"][
+        0
+    ].as_py()
+    print(f"newest event: {newest}")
+    cases = [
+        ("overview 1h", "/api/v1/overview?since=1h"),
+        ("overview 24h (all)", "/api/v1/overview?since=24h"),
+        ("search verb=delete, page 1", "/api/v1/search?verb=delete&limit=50"),
+        ("search user glob, page 3", "/api/v1/search?user=system:serviceaccount:*&limit=50&page=3"),
+        ("event page", f"/api/v1/events/{aid}"),
+        (
+            "object history",
+            f"/api/v1/history?object={obj['resource']}/{obj['name']}"
+            f"&namespace={obj['namespace'] or ''}",
+        ),
+        ("user timeline 24h", f"/api/v1/timeline?user={user}&since=24h"),
+        ("alerts", "/api/v1/alerts"),
+    ]
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bench", timeout=600
+        ) as c:
+            print(f"{'page':34} {'best s':>8} {'median s':>9}")
+            for name, url in cases:
+                times = []
+                for _ in range(args.repeat):
+                    t = time.perf_counter()
+                    r = await c.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+                    times.append(time.perf_counter() - t)
+                    if r.status_code != 200:
+                        raise SystemExit(f"{name}: {r.status_code} {r.text[:300]}")
+                times.sort()
+                print(f"{name:34} {times[0]:8.3f} {times[len(times) // 2]:9.3f}")
+
+    asyncio.run(run())
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
