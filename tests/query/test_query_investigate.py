@@ -35,6 +35,15 @@ def test_history_answers_who_deleted_it(day_store: Store) -> None:
     assert rows[4]["source_ip"] == "fd00::17"
 
 
+def test_history_writes_only_leaves_out_reads(day_store: Store) -> None:
+    args = ("history", "configmap/app-config", "-n", "prod", "--writes", "--format", "json")
+    code, out, _ = cli(day_store, *args)
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["verb"] for r in rows] == ["create", "update", "delete", "delete"]
+    assert "bob" not in {r["username"] for r in rows}  # bob only read it
+
+
 def test_history_diffs_ignore_noise(day_store: Store) -> None:
     rows = api.history(day_store, "ConfigMap/app-config").to_pylist()
     created, update = rows[0]["diff"], rows[2]["diff"]

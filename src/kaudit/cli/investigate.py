@@ -23,6 +23,11 @@ from kaudit.cli.query import (
 @click.option("-n", "--namespace", help="The object's namespace [default: any].")
 @time_options
 @click.option("--cluster", multiple=True, help="Cluster name given at ingest.")
+@click.option(
+    "--writes",
+    is_flag=True,
+    help="Only requests that can change the object (not get, list or watch).",
+)
 @format_option(("table", "json", "csv"))
 def history(
     store_path: str | None,
@@ -31,6 +36,7 @@ def history(
     since: str | None,
     until: str | None,
     cluster: tuple[str, ...],
+    writes: bool,
     fmt: str,
 ) -> None:
     """Every request that touched one object, oldest first, with diffs.
@@ -43,6 +49,7 @@ def history(
     \b
     Examples:
       kaudit history configmap/app-config -n prod
+      kaudit history configmap/app-config -n prod --writes     # who changed or deleted it
       kaudit history deployments.apps/web -n prod --since 7d --format json
     """
     from kaudit.query.investigate import history_rows, parse_object
@@ -50,7 +57,13 @@ def history(
     ref = parse_object(obj)
     store = open_for_reading(store_path)
     rows = history_rows(
-        store, ref, namespace=namespace, since=since, until=until, cluster=list(cluster) or None
+        store,
+        ref,
+        namespace=namespace,
+        since=since,
+        until=until,
+        cluster=list(cluster) or None,
+        writes_only=writes,
     )
     binary, text = output_streams()
     if fmt == "json":

@@ -90,6 +90,14 @@ def filter_options(exclude: Sequence[str] = ()) -> Callable[[F], F]:
     return deco
 
 
+_FORMAT_HELP = {
+    "table": "table (for people)",
+    "json": "json (array of objects)",
+    "jsonl": "jsonl (the original events, byte for byte)",
+    "csv": "csv",
+}
+
+
 def format_option(choices: Sequence[str] = FORMATS, default: str = "table") -> Callable[[F], F]:
     def deco(f: F) -> F:
         return click.option(
@@ -98,8 +106,7 @@ def format_option(choices: Sequence[str] = FORMATS, default: str = "table") -> C
             type=click.Choice(list(choices)),
             default=default,
             show_default=True,
-            help="table (for people), json (array of objects), jsonl (the original events, "
-            "byte for byte), csv.",
+            help=", ".join(_FORMAT_HELP.get(c, c) for c in choices) + ".",
         )(f)
 
     return deco

@@ -210,19 +210,25 @@ def history_rows(
     until: str | datetime | None = None,
     cluster: str | Sequence[str] | None = None,
     now: datetime | None = None,
+    writes_only: bool = False,
 ) -> list[dict[str, object]]:
-    """Every request that named the object, oldest first, with ``change`` and ``diff``."""
+    """Every request that named the object, oldest first, with ``change`` and ``diff``.
+
+    ``writes_only`` leaves out the reads (get, list, watch)."""
     from kaudit.query.output import rows_of
 
     ref = parse_object(obj) if isinstance(obj, str) else obj
     res = ref.resource + (f".{ref.api_group}" if ref.api_group else "")
+    extra: list[tuple[str, list[object]]] = [("name = ?", [ref.name])]
+    if writes_only:
+        extra.append(("verb NOT IN ('get', 'list', 'watch')", []))
     f = Filters(
         resource=f"{res}/*",
         namespace=namespace,
         since=since,
         until=until,
         cluster=cluster,
-        extra=[("name = ?", [ref.name])],
+        extra=extra,
     )
     inner = rows_sql(f, now=now)
     cols = ", ".join(f'"{c}"' for c in (*HISTORY_COLUMNS, "request_object", "response_object"))
