@@ -86,7 +86,15 @@ def demo(store: str, events: int, seed: int, keep_logs: Path | None) -> None:
         if deleted:
             d = deleted[0].detail
             _say("Who deleted that ConfigMap?")
-            _run("history", f"configmap/{d['configmap']}", "-n", d["namespace"], "--store", store)
+            _run(
+                "history",
+                f"configmap/{d['configmap']}",
+                "-n",
+                d["namespace"],
+                "--writes",
+                "--store",
+                store,
+            )
         _say("Who is busiest, and what fails?")
         _run("stats", "--by", "user,code", "--top", "5", "--store", store)
         _say("Every shell opened in a pod")
