@@ -30,6 +30,7 @@ from kaudit.detect.sql import (
     hunt_sql,
     install_macros,
     list_sql,
+    source_sql,
     suppress_of,
 )
 from kaudit.detect.state import (
@@ -223,7 +224,7 @@ class Engine:
                 if any(c.rule.kind == "sequence" for c in self._c)
                 else ""
             )
-            + f", {', '.join(outer)} FROM (SELECT *, {', '.join(inner)} FROM batch) "
+            + f", {', '.join(outer)} FROM (SELECT *, {', '.join(inner)} FROM {source_sql('batch')}) "
             f"WHERE {any_m} ORDER BY _t, audit_id, stage"
         )
 

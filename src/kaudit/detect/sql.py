@@ -42,29 +42,29 @@ HELPERS: Final[dict[str, tuple[str, int, str]]] = {
         "`req_json(path)`: the JSON at a path of the request body.",
     ),
     "pod_spec": (
-        "_k_pod_spec(request_object, resource)",
+        "_pod_spec",
         0,
         "`pod_spec()`: the pod spec in the request body of a pod, a workload (template) or a "
         "CronJob (job template); null otherwise.",
     ),
     "containers": (
-        "_k_containers(request_object, resource)",
+        "_containers",
         0,
         "`containers()`: every container of `pod_spec()` (containers, initContainers, "
         "ephemeralContainers) as a list of JSON.",
     ),
     "container_values": (
-        "_k_container_values(request_object, resource, ",
+        "_k_container_values(_containers, ",
         1,
         "`container_values(path)`: the value at `path` in each container, as a list of text.",
     ),
     "host_paths": (
-        "_k_host_paths(request_object, resource)",
+        "_k_host_paths(_pod_spec)",
         0,
         "`host_paths()`: the hostPath volume paths of `pod_spec()`.",
     ),
     "added_capabilities": (
-        "_k_added_caps(request_object, resource)",
+        "_k_added_caps(_containers)",
         0,
         "`added_capabilities()`: every capability added by any container (upper case).",
     ),
@@ -108,16 +108,17 @@ _POD_SPEC = (
 
 MACROS: Final[tuple[str, ...]] = (
     f"CREATE OR REPLACE TEMP MACRO _k_pod_spec(o, r) AS ({_POD_SPEC})",
-    "CREATE OR REPLACE TEMP MACRO _k_containers(o, r) AS (list_concat("
-    "coalesce(json_extract(_k_pod_spec(o, r), '$.containers[*]'), []), "
-    "coalesce(json_extract(_k_pod_spec(o, r), '$.initContainers[*]'), []), "
-    "coalesce(json_extract(_k_pod_spec(o, r), '$.ephemeralContainers[*]'), [])))",
-    "CREATE OR REPLACE TEMP MACRO _k_container_values(o, r, p) AS "
-    "(list_transform(_k_containers(o, r), lambda c: json_extract_string(c, p)))",
-    "CREATE OR REPLACE TEMP MACRO _k_host_paths(o, r) AS "
-    "(coalesce(json_extract_string(_k_pod_spec(o, r), '$.volumes[*].hostPath.path'), []))",
-    "CREATE OR REPLACE TEMP MACRO _k_added_caps(o, r) AS (list_transform(flatten("
-    "list_transform(_k_containers(o, r), lambda c: coalesce(json_extract_string(c, "
+    "CREATE OR REPLACE TEMP MACRO _k_containers(s) AS (CASE WHEN s IS NULL THEN [] "
+    "ELSE list_concat("
+    "coalesce(json_extract(s, '$.containers[*]'), []), "
+    "coalesce(json_extract(s, '$.initContainers[*]'), []), "
+    "coalesce(json_extract(s, '$.ephemeralContainers[*]'), [])) END)",
+    "CREATE OR REPLACE TEMP MACRO _k_container_values(cs, p) AS "
+    "(list_transform(cs, lambda c: json_extract_string(c, p)))",
+    "CREATE OR REPLACE TEMP MACRO _k_host_paths(s) AS "
+    "(coalesce(json_extract_string(s, '$.volumes[*].hostPath.path'), []))",
+    "CREATE OR REPLACE TEMP MACRO _k_added_caps(cs) AS (list_transform(flatten("
+    "list_transform(cs, lambda c: coalesce(json_extract_string(c, "
     "'$.securityContext.capabilities.add[*]'), []))), lambda x: replace(upper(x), 'CAP_', '')))",
     "CREATE OR REPLACE TEMP MACRO _k_exec_command(u) AS (array_to_string(list_transform("
     "regexp_extract_all(u, '[?&]command=([^&]*)', 1), lambda x: url_decode(replace(x, '+', ' '))"
@@ -225,6 +226,15 @@ def expand(sql: str) -> str:
     return "".join(out)
 
 
+def source_sql(table: str) -> str:
+    """``table`` plus the derived columns the helpers read (pod spec, containers), each
+    computed once per event and only for workload objects."""
+    return (
+        "(SELECT *, _k_containers(_pod_spec) AS _containers FROM "
+        f"(SELECT *, _k_pod_spec(request_object, resource) AS _pod_spec FROM {table}))"
+    )
+
+
 def quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -309,6 +319,7 @@ def hunt_sql(
 ) -> str:
     """The retro-hunt query of ``rule`` over ``table``: its trigger rows, suppressed."""
     tf = _time_filter(since_us, until_us)
+    table = source_sql(table)
     kind = rule.kind
     supp_secs, supp_key = suppress_of(rule)
     if kind == "sequence":
