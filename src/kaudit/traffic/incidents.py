@@ -17,9 +17,9 @@ from msgspec import UNSET, Raw
 
 from kaudit.model import Status, UserInfo
 from kaudit.traffic import bodies
-from kaudit.traffic.background import MD, PUBLIC_INFO, RQ, RRS, error_status, forbidden
 from kaudit.traffic.cluster import ANONYMOUS, AUTHENTICATED, Human, rbac_reason
 from kaudit.traffic.engine import CREATED, FORBID, OK, SWITCHING, Incident, Traffic
+from kaudit.traffic.kube import MD, PUBLIC_INFO, RQ, RRS, error_status, forbidden
 
 ATTACKER_UAS: Final = ("python-requests/2.32.3", "Go-http-client/1.1", "curl/8.5.0")
 
