@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
@@ -345,7 +346,9 @@ def render(
             est = f"~{t.events * per_day:,.0f} events/day, {human_bytes(t.bytes * per_day)}/day" + (
                 " (estimated)" if t.estimated else ""
             )
-        lines.append(f"  # rules[{i}]: {r.why}.")
+        lines += textwrap.wrap(
+            f"rules[{i}]: {r.why}.", 86, initial_indent="  # ", subsequent_indent="  #   "
+        )
         for note in r.notes:
             lines.append(f"  # {note}.")
         lines.append(f"  # {est}")
