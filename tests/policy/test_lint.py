@@ -276,7 +276,8 @@ def test_managed_fields() -> None:
     found = lint(
         "- level: Request\n  verbs: [create]\n  resources: [{group: apps}]\n"
         "- level: Request\n  verbs: [update]\n  omitManagedFields: true\n"
-        "  resources: [{group: apps}]\n",
+        "  resources: [{group: apps}]\n"
+        "- level: Request\n  verbs: [get, list, watch]\n  resources: [{group: apps}]\n",
         head,
     )
     assert {c for c in checks(found) if c[0] == "managed-fields"} == {("managed-fields", N)}

@@ -515,8 +515,8 @@ def _request_received(policy: Policy) -> list[Finding]:
 
 
 def _managed_fields(policy: Policy, i: int, rule: PolicyRule) -> list[Finding]:
-    if rule.level not in _BODY_LEVELS:
-        return []
+    if rule.level not in _BODY_LEVELS or not _logs_bodies(rule):
+        return []  # e.g. reads at Request: no body is logged
     omf = (
         policy.omit_managed_fields
         if rule.omit_managed_fields is None
