@@ -14,8 +14,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
 def test_rules_doc_is_current() -> None:
     text = DOC.read_text()
     assert render(text, load_rules()) == text, (
-        "docs/rules.md is stale: regenerate with "
-        "kaudit.detect.docs.render(text, load_rules())"
+        "docs/rules.md is stale: regenerate with kaudit.detect.docs.render(text, load_rules())"
     )
 
 

@@ -98,7 +98,12 @@ FIELDS: Final[dict[str, tuple[str, bool, str]]] = {
         "`resources`, `subresources`, `verbs`, `api_groups`, `non_resource_urls`, `users`: "
         "what requests the rule concerns (used by `rules coverage`).",
     ),
-    "tests": ("list", True, "Embedded tests: `name`, `match` (true/false), `events`."),
+    "tests": (
+        "list",
+        False,
+        "Embedded tests: `name`, `match` (true/false), `events`; the built-in pack has a "
+        "positive and a negative test for every rule.",
+    ),
     "enabled": ("boolean", False, "false keeps the rule loaded but never run."),
     "tags": ("list of strings", False, "Free-form labels."),
 }
