@@ -82,8 +82,8 @@ def main() -> None:
         "username"
     ][0].as_py()
     obj = store.query(
-        "SELECT resource, namespace, name FROM events WHERE verb = 'update' AND name IS NOT NULL "
-        "AND api_group IS NULL LIMIT 1"
+        "SELECT resource, api_group, namespace, name FROM events WHERE verb = 'update' "
+        "AND name IS NOT NULL LIMIT 1"
     ).to_pylist()[0]
     aid = store.query("SELECT audit_id FROM events WHERE audit_id <> '' LIMIT 1")["audit_id"][
         0
@@ -97,7 +97,8 @@ def main() -> None:
         ("event page", f"/api/v1/events/{aid}"),
         (
             "object history",
-            f"/api/v1/history?object={obj['resource']}/{obj['name']}"
+            f"/api/v1/history?object={obj['resource']}"
+            f"{'.' + obj['api_group'] if obj['api_group'] else ''}/{obj['name']}"
             f"&namespace={obj['namespace'] or ''}",
         ),
         ("user timeline 24h", f"/api/v1/timeline?user={user}&since=24h"),
