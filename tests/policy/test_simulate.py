@@ -148,6 +148,7 @@ def test_above_the_capture_is_estimated(tmp_path: Path, log: Path) -> None:
     assert d["estimated"] is True
     assert d["above_capture"]["events"] == round(base.simulated.events)
     assert d["estimated_by_level"]["RequestResponse"] is True
+    assert sum(c["above_capture"] for c in d["changes"]) > 0
     assert d["added_request_received"]["events"] > 0
     assert d["added_request_received"]["estimated"] is True
     assert sim.simulated.bytes > base.simulated.bytes

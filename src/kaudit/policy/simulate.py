@@ -567,6 +567,7 @@ class ClassChange:
     captured_levels: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     levels: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rules: set[int | None] = field(default_factory=set)
+    above_capture: int = 0
 
     def to_dict(self, name: str) -> dict[str, Any]:
         return {
@@ -578,6 +579,7 @@ class ClassChange:
             "captured_levels": dict(sorted(self.captured_levels.items())),
             "levels": dict(sorted(self.levels.items())),
             "rules": [_rule_name(r) for r in sorted(self.rules, key=_rule_sort)],
+            "above_capture": self.above_capture,
             "estimated": self.simulated.estimated,
         }
 
@@ -738,6 +740,7 @@ def simulate(policy: Policy, capture: Capture) -> Simulation:
             sim.dropped_stage += g.n
             continue
         sim.above_capture += kept.above
+        cls.above_capture += kept.above
         sim.simulated.add(kept)
         sim.by_level[d.level].add(kept)
         sim.by_rule[d.rule_index].add(kept)
