@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from kaudit.cli import main
-from kaudit.detect.rule import RuleSetError, load_rules
-from kaudit.detect.testing import expand_events, run_test
 from kaudit.detect.engine import Engine
 from kaudit.detect.flat import table_from_events
+from kaudit.detect.rule import RuleSetError, load_rules
+from kaudit.detect.testing import expand_events, run_test
 
 BUILTIN = load_rules()
 
@@ -98,8 +98,13 @@ mitre: [T1609]
 required_level: Metadata
 condition: subresource = 'exec'
 tests:
-  - {name: a, match: true, events: [{verb: create, objectRef: {resource: pods, namespace: a, name: p, subresource: exec}}]}
-  - {name: b, match: false, events: [{verb: get, objectRef: {resource: pods, namespace: a, name: p}}]}
+  - name: a
+    match: true
+    events:
+      - {verb: create, objectRef: {resource: pods, namespace: a, name: p, subresource: exec}}
+  - name: b
+    match: false
+    events: [{verb: get, objectRef: {resource: pods, namespace: a, name: p}}]
 """
     )
     rules = {r.id: r for r in load_rules([tmp_path])}

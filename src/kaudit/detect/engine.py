@@ -224,7 +224,8 @@ class Engine:
                 if any(c.rule.kind == "sequence" for c in self._c)
                 else ""
             )
-            + f", {', '.join(outer)} FROM (SELECT *, {', '.join(inner)} FROM {source_sql('batch')}) "
+            + f", {', '.join(outer)} FROM (SELECT *, {', '.join(inner)} "
+            f"FROM {source_sql('batch')}) "
             f"WHERE {any_m} ORDER BY _t, audit_id, stage"
         )
 

@@ -130,7 +130,7 @@ def _compare(col: str, value: Any) -> str:
         if wild:
             test = f"x ILIKE {quote(pat)} ESCAPE '\\'"
         else:
-            test = f"lower(x) = {quote(str(value).lower())}"
+            test = f"lower(x) = {quote(str(value.to_plain()).lower())}"
         if is_list:
             return f"len(list_filter({col}, lambda x: {test})) > 0"
         return "coalesce(" + test.replace("x", f"CAST({col} AS VARCHAR)", 1) + ", false)"
