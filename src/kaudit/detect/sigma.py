@@ -139,7 +139,7 @@ def _compare(col: str, value: Any) -> str:
     if isinstance(value, SigmaBool):
         return f"CAST({col} AS VARCHAR) = {quote(str(value.boolean).lower())}"
     if isinstance(value, SigmaRegularExpression):
-        rx = quote(value.regexp)
+        rx = quote(str(value.regexp))
         if is_list:
             return f"len(list_filter({col}, lambda x: regexp_matches(x, {rx}))) > 0"
         return f"coalesce(regexp_matches({col}, {rx}), false)"
