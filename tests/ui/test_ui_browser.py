@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import playwright.sync_api as playwright_sync  # noqa: E402 - a dev dependency (pyproject)
 import pytest
 from ui_harness import TOKEN, build_store
 
 from kaudit.model.codec import encode_event_list
 from kaudit.traffic import generate
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
@@ -37,10 +36,13 @@ ARGS = [
 ]
 SCREEN_RANGE = "since=2025-03-03T09:00:00Z&until=2025-03-03T09:24:00Z"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed"),
-]
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _chromium() -> None:
+    # A real browser is part of the test: scripts/setup installs Debian's chromium.
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run scripts/setup (installs chromium)"
 
 
 @pytest.fixture(scope="module")
