@@ -655,6 +655,7 @@ def _write_private(path: str, data: bytes) -> None:
 
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
     except OSError as exc:
