@@ -104,7 +104,9 @@ def demo(store: str, events: int, seed: int, keep_logs: Path | None) -> None:
             _run("hunt", "--store", store)
         _say("Proving the store is untouched")
         _run("verify", "--store", store)
-        _say(f"Done. The store is in {store}/ — try `kaudit query --help` or `kaudit sql`.")
+        _say(f"Done. The store is in {store}/")
+        click.echo(f"  look at it:  kaudit ui --store {store}    (prints a login token)")
+        click.echo("  ask it:      kaudit query --help, kaudit sql, kaudit history --help")
     finally:
         if tmp is not None:
             tmp.cleanup()
