@@ -261,7 +261,12 @@ def allowlist_sql(allow: dict[str, tuple[str, ...]]) -> str:
 
 
 def stage_sql(rule: Rule) -> str:
-    return "stage IN (" + ", ".join(quote(s) for s in rule.stages) + ")"
+    """The rule's stages; an event without a stage (hand-written or trimmed exports)
+    counts as ResponseComplete."""
+    stages = list(rule.stages)
+    if "ResponseComplete" in stages:
+        stages.append("")
+    return "coalesce(stage, '') IN (" + ", ".join(quote(s) for s in stages) + ")"
 
 
 def filter_sql(rule: Rule) -> str:
