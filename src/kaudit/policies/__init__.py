@@ -1,1 +1,4 @@
-"""Audit policies shipped with kaudit (``default.yaml``: the one ``kaudit setup apiserver`` writes)."""
+"""Audit policies shipped with kaudit.
+
+``default.yaml`` is the policy ``kaudit setup apiserver`` installs.
+"""
