@@ -1,12 +1,13 @@
 """Dashboard benchmark: how long each page's data takes over a store of N events.
 
-    python bench/bench_ui.py [--events 1000000] [--repeat 3] [--keep DIR]
+    python bench/bench_ui.py [--events 1000000] [--copies 1] [--repeat 3] [--keep DIR]
 
 Generates traffic with ``kaudit.traffic`` (1000 events/s of simulated time), ingests
 it into a temporary store (``kaudit ingest``, from the cached JSON log), then times
 the JSON twin of each page in process (the same data the HTML page renders), best of
-``--repeat``, through the real ASGI app with a bearer token. Prints the figures and a
-machine line; asserts nothing about time.
+``--repeat``, through the real ASGI app with a bearer token. ``--copies K`` grows the
+store to K time-shifted copies of the generated events (10M events for the price of
+generating 1M). Prints the figures and a machine line; asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -39,12 +40,62 @@ def log_file(n: int, seed: int) -> Path:
     return path
 
 
+def replicate(store_dir: Path, copies: int) -> None:
+    """Grow a store to ``copies`` time-shifted copies of its segments (each copy later
+    than the last, audit IDs made unique): 10M events from 1M generated ones, without
+    generating 10M. Only the flat columns move; the ``event`` column stays the original."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from kaudit.store.layout import new_id
+    from kaudit.store.manifest import Manifest
+    from kaudit.store.segments import write_segments
+    from kaudit.store.settings import StoreSettings
+
+    man = Manifest(store_dir)
+    base = sorted(man.state.segments.values(), key=lambda s: s.path)
+    lo = min(s.min_ts for s in base)
+    hi = max(s.max_ts for s in base)
+    step = ((hi - lo) // 60_000_000 + 2) * 60_000_000  # whole minutes, a gap between copies
+    settings = StoreSettings()
+    for k in range(1, copies):
+        for seg in base:
+            t = pq.read_table(store_dir / seg.path)
+            shift = pa.scalar(step * k, pa.duration("us"))
+            prefix = f"{k:02x}"
+            aid = t["audit_id"]
+            new_aid = pc.if_else(
+                pc.equal(aid, ""),
+                aid,
+                pc.binary_join_element_wise(prefix, pc.utf8_slice_codeunits(aid, 2), ""),
+            )
+            for name, col in (
+                ("ts", pc.add(t["ts"], shift)),
+                ("stage_ts", pc.add(t["stage_ts"], shift)),
+                ("audit_id", new_aid),
+            ):
+                t = t.set_column(
+                    t.schema.get_field_index(name), name, col.cast(t.schema.field(name).type)
+                )
+            infos = write_segments(store_dir, new_id(), t, settings)
+            man.append("flush", add=infos)
+        print(f"copy {k + 1}/{copies} written", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", type=Path, default=None, help="store directory to keep/reuse")
+    ap.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="grow the store to this many time-shifted copies of the --events generated "
+        "(e.g. --events 1000000 --copies 10 for 10M events)",
+    )
     args = ap.parse_args()
 
     import httpx
@@ -72,6 +123,11 @@ def main() -> None:
         print(f"ingest {args.events} events: {time.perf_counter() - t:.1f} s")
     store = open_store(store_dir)
     st = store.stats()
+    if args.copies > 1 and st.events < args.events * args.copies:
+        t = time.perf_counter()
+        replicate(store_dir, args.copies)
+        print(f"replicated to {args.copies} copies: {time.perf_counter() - t:.1f} s")
+        st = store.stats()
     print(f"store: {st.events} events, {st.segments} segments, {st.bytes / 1e6:.1f} MB")
     config = load_config(
         None, env={}, flags={"store_path": str(store_dir), "tokens": [f"b={TOKEN}"]}

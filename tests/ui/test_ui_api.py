@@ -10,6 +10,7 @@ import pytest
 from ui_harness import AUTH, TOKEN, Client, UIStore, ui_app
 
 from kaudit.query.filters import Filters, rows_sql
+from kaudit.web.ui.pages.overview import REQUEST
 
 RANGE = {"since": "2025-03-03T09:00:00Z", "until": "2025-03-03T10:00:00Z"}
 
@@ -21,11 +22,16 @@ def get(client: Client, path: str, **params: Any) -> Any:
     return r.json()
 
 
-def requests_in_range(store: Any) -> int:
+def requests_in_range(store: Any) -> tuple[int, int]:
+    """``kaudit query --stage final`` over RANGE: the requests, and those among them
+    whose final stored stage is a completion (or a failed authentication's single
+    ResponseStarted), which is what the overview counts."""
     inner = rows_sql(Filters(since=RANGE["since"], until=RANGE["until"]))
-    return int(
-        store.query(f"SELECT count(*) AS n FROM ({inner.sql})", inner.params)["n"][0].as_py()
-    )
+    row = store.query(
+        f"SELECT count(*) AS n, count(*) FILTER ({REQUEST}) AS done FROM ({inner.sql})",
+        inner.params,
+    ).to_pylist()[0]
+    return int(row["n"]), int(row["done"])
 
 
 # --- authentication ---------------------------------------------------------------------
@@ -78,7 +84,9 @@ def test_overview_counts_requests_as_the_cli_does(client: Client, ui_store: UISt
         "until": "2025-03-03T10:00:00.000000Z",
         "preset": "custom",
     }
-    assert d["requests"] == requests_in_range(ui_store.store) > 0
+    final, done = requests_in_range(ui_store.store)
+    assert d["requests"] == done > 0
+    assert final > done  # the generated traffic has watches still open at its end
     rot = d["requests_over_time"]
     assert sum(sum(b["counts"].values()) for b in rot["buckets"]) == d["requests"]
     codes = d["response_codes"]

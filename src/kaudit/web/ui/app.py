@@ -53,6 +53,7 @@ from kaudit.web.ui.pages import policy as policy_page
 from kaudit.web.ui.pages import search as search_page
 from kaudit.web.ui.pages import timeline as timeline_page
 from kaudit.web.ui.session import COOKIE, LOGIN_CSRF_COOKIE, SESSION_TTL_SECS, Sessions
+from kaudit.web.ui.span import ResultCache, data_version, open_span
 from kaudit.web.ui.timerange import PRESETS, TimeRange, newest_event, resolve
 
 HERE: Final = Path(__file__).parent
@@ -86,6 +87,7 @@ class UI:
     tls: bool = False
     sessions: Sessions = field(default_factory=Sessions)
     started: float = field(default_factory=time.monotonic)
+    cache: ResultCache = field(default_factory=ResultCache)
     env: Environment = field(init=False)
 
     def __post_init__(self) -> None:
@@ -193,14 +195,34 @@ def _safe_next(value: str | None) -> str:
 
 
 def overview_data(ui: UI, request: Request) -> Data:
-    def run(con: Any) -> Data:
-        rng = _range(ui, con, request)
-        cluster = (request.query_params.get("cluster") or "").strip() or None
-        return overview_page.overview(
-            con, ui.store, rng, cluster, metrics=ui.metrics, started=ui.started
-        )
-
-    return ui.with_con(run)
+    """The overview's panels come from the cache while the store is unchanged (its
+    manifest head and write-ahead log size) and the range's presets resolve alike."""
+    q = request.query_params
+    cluster = (q.get("cluster") or "").strip() or None
+    now = datetime.now(UTC)
+    key = (
+        "overview",
+        data_version(ui.store.path),
+        (q.get("since") or "").strip(),
+        (q.get("until") or "").strip(),
+        cluster,
+        now.replace(second=0, microsecond=0),  # presets of a live store move each minute
+    )
+    data = ui.cache.get(key)
+    if data is None:
+        span = open_span(ui.store.path)
+        try:
+            newest = (
+                datetime.fromtimestamp(span.newest_us / 1e6, UTC)
+                if span.newest_us is not None
+                else None
+            )
+            rng = resolve(q.get("since"), q.get("until"), newest, now=now)
+            data = overview_page.panels(span, rng, cluster)
+        finally:
+            span.close()
+        ui.cache.put(key, data)
+    return overview_page.finish(data, metrics=ui.metrics, started=ui.started, now=now)
 
 
 def search_data(ui: UI, request: Request) -> Data:

@@ -1,10 +1,22 @@
 """The overview: the cluster's audit record for one time range, at a glance.
 
-The requests of the range (one row per request: its final stage, as the CLI counts
-them) are gathered once into a temporary table of the metadata columns; every panel
-is then one aggregate over that small table. "First seen" looks at the events
-before the range for the top values only. Policy coverage counts every stored
-event (all stages) by level.
+Every panel is an aggregate computed by DuckDB over only the columns it needs, from
+only the segments whose time bounds meet the range (:mod:`kaudit.web.ui.span`); no
+event becomes a Python object. The counting panels share one pass (``GROUPING SETS``
+with ``FILTER`` clauses); the few panels that need something else (distinct secrets,
+latency quantiles, the newest sessions and RBAC changes, levels of every stage) are
+small queries of their own.
+
+**One row per request.** A request is counted at its stage row
+``stage IN ('ResponseComplete', 'Panic') OR (stage = 'ResponseStarted' AND code = 401)``:
+its completion, or the single ``ResponseStarted`` event the apiserver writes for a
+failed authentication. The predicate looks at one row at a time, so it costs nothing
+beyond the scan (``kaudit query``'s ``--stage final`` pairs each earlier stage with the
+rest of its request, a join over every auditID of the range). The two differ only for
+requests with no completion stored: long-running requests still running when the range
+ends (an open watch) and policies that omit ``ResponseComplete``; the overview leaves
+those out of its counts. The exec/attach/port-forward panel, a small set where an
+open session matters, uses ``--stage final`` exactly and shows open sessions too.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from kaudit.query.output import iso
+from kaudit.web.ui.span import PRIOR_VIEW, SPAN_VIEW, Span
 from kaudit.web.ui.timerange import TimeRange, bucket_seconds
 
 TOP: Final = 10
@@ -28,19 +41,12 @@ CODES: Final = ("401", "403", "404", "409", "422", "429", "5xx")
 LEVELS: Final = ("None", "Metadata", "Request", "RequestResponse")
 MAX_VERBS: Final = 7
 
-# The metadata the panels need; the request URI only where a panel shows it, and the
-# groups list reduced to the one test a panel makes (the slim table loads fast).
-_COLS: Final = (
-    "ts, stage_ts, stage, level, verb, username, impersonated_user, source_ip, "
-    "user_agent, api_group, resource, subresource, namespace, name, code, decision, "
-    "audit_id, cluster, "
-    "(username = 'system:anonymous' OR list_contains(groups, 'system:unauthenticated')) "
-    "AS anonymous, "
-    "CASE WHEN resource IS NULL OR subresource IN ('exec', 'attach', 'portforward') "
-    "OR username = 'system:anonymous' OR decision = 'forbid' THEN request_uri END "
-    "AS request_uri"
+#: The row that stands for a request in the overview's counts (see the module's doc).
+REQUEST: Final = (
+    "(stage IN ('ResponseComplete', 'Panic') OR (stage = 'ResponseStarted' AND code = 401))"
 )
 _TERMINAL: Final = "('ResponseComplete', 'Panic')"
+_SA: Final = "system:serviceaccount:"
 
 
 def _scope(rng: TimeRange, cluster: str | None) -> tuple[str, list[object]]:
@@ -50,22 +56,6 @@ def _scope(rng: TimeRange, cluster: str | None) -> tuple[str, list[object]]:
         where += " AND cluster = ?"
         params.append(cluster)
     return where, params
-
-
-def load_requests(con: Any, rng: TimeRange, cluster: str | None) -> None:
-    """``CREATE TEMP TABLE r``: the requests of the range, one row each (final stage)."""
-    where, params = _scope(rng, cluster)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE r AS "
-        f"WITH e AS MATERIALIZED (SELECT {_COLS} FROM events WHERE {where}) "
-        f"SELECT * FROM e WHERE stage IN {_TERMINAL} "
-        "UNION ALL "
-        f"SELECT * FROM e WHERE stage NOT IN {_TERMINAL} AND (audit_id = '' OR ("
-        f"audit_id NOT IN (SELECT audit_id FROM e WHERE stage IN {_TERMINAL}) AND "
-        "(stage <> 'RequestReceived' OR audit_id NOT IN "
-        "(SELECT audit_id FROM e WHERE stage = 'ResponseStarted'))))",
-        params,
-    )
 
 
 def _rows(con: Any, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
@@ -84,47 +74,72 @@ def _iso(v: object) -> str | None:
     return iso(v) if isinstance(v, datetime) else None
 
 
-# --- panels --------------------------------------------------------------------------
-
-
-def requests_over_time(con: Any, rng: TimeRange) -> dict[str, Any]:
+def _buckets(rng: TimeRange) -> tuple[int, int]:
     width = bucket_seconds(rng.seconds)
-    n = int(-(-rng.seconds // width))
-    top = [
-        r["verb"]
-        for r in _rows(
-            con,
-            "SELECT verb, count(*) AS n FROM r GROUP BY verb ORDER BY n DESC, verb LIMIT ?",
-            [MAX_VERBS - 1],
-        )
-    ]
-    total_verbs = _scalar(con, "SELECT count(DISTINCT verb) FROM r") or 0
-    series = list(top) + (["other"] if total_verbs > len(top) else [])
-    rows = _rows(
-        con,
-        "SELECT CAST((epoch_us(ts) - ?) // ? AS BIGINT) AS b, "
-        "CASE WHEN list_contains(?, verb) THEN verb ELSE 'other' END AS v, count(*) AS n "
-        "FROM r GROUP BY b, v",
-        [rng.since_us, width * 1_000_000, top or [""]],
-    )
-    buckets: list[dict[str, Any]] = [
-        {
-            "start": iso(datetime.fromtimestamp(rng.since_us / 1e6 + i * width, UTC)),
-            "counts": dict.fromkeys(series, 0),
-        }
-        for i in range(n)
-    ]
-    for r in rows:
-        b = int(r["b"])
-        if 0 <= b < n:
-            buckets[b]["counts"][r["v"]] = int(r["n"])
-    return {"bucket_secs": width, "series": series, "buckets": buckets}
+    return width, int(-(-rng.seconds // width))
 
 
-def response_codes(con: Any) -> dict[str, Any]:
-    row = _rows(
-        con,
-        "SELECT count(*) AS total, "
+def _start(rng: TimeRange, width: int, i: int) -> str:
+    return iso(datetime.fromtimestamp(rng.since_us / 1e6 + i * width, UTC))
+
+
+# --- the one pass over the range's requests -------------------------------------------
+
+# name: (grouping key expression, extra measures); every set also counts its rows (n)
+# and its denials (forbid).
+_DENIED_RES: Final = (
+    "CASE WHEN decision = 'forbid' THEN "
+    "coalesce(resource || coalesce('/' || subresource, ''), request_uri) END"
+)
+_ANON: Final = "(username = 'system:anonymous' OR list_contains(groups, 'system:unauthenticated'))"
+_SETS: Final[dict[str, tuple[str, ...]]] = {
+    "total": (),
+    "time_verb": ("b", "verb"),
+    "decision": ("decision",),
+    "username": ("username",),
+    "source_ip": ("source_ip",),
+    "user_agent": ("user_agent",),
+    "denied_res": ("denied_res",),
+    "anon_ip": ("anon_ip",),
+    "anon_path": ("anon_path",),
+    "client": ("username", "user_agent"),
+}
+_KEYS: Final = (
+    "b",
+    "verb",
+    "decision",
+    "username",
+    "source_ip",
+    "user_agent",
+    "denied_res",
+    "anon_ip",
+    "anon_path",
+)
+
+
+def _set_id(keys: tuple[str, ...]) -> int:
+    # GROUPING(k1, ..., kn): bit set for each key NOT in the set, k1 the most significant.
+    n = len(_KEYS)
+    return sum(1 << (n - 1 - i) for i, k in enumerate(_KEYS) if k not in keys)
+
+
+def one_pass(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, list[dict[str, Any]]]:
+    """Every counting panel's groups, from one scan of the range's requests."""
+    where, params = _scope(rng, cluster)
+    width, _ = _buckets(rng)
+    sets = ", ".join("(" + ", ".join(keys) + ")" for keys in _SETS.values())
+    sql = (
+        "WITH q AS (SELECT "
+        "CAST((epoch_us(ts) - ?) // ? AS BIGINT) AS b, verb, code, decision, username, "
+        f"source_ip, user_agent, {_DENIED_RES} AS denied_res, "
+        f"CASE WHEN {_ANON} THEN source_ip END AS anon_ip, "
+        f"CASE WHEN {_ANON} THEN split_part(request_uri, '?', 1) END AS anon_path, "
+        f"{_ANON} AS anon "
+        f"FROM {SPAN_VIEW} WHERE {where} AND {REQUEST}) "
+        f"SELECT GROUPING({', '.join(_KEYS)}) AS gid, {', '.join(_KEYS)}, count(*) AS n, "
+        "count(*) FILTER (decision = 'forbid') AS forbid, "
+        "count(*) FILTER (code >= 400) AS errors, "
+        "count(*) FILTER (anon) AS anon, "
         "count(*) FILTER (code < 200) AS c1, "
         "count(*) FILTER (code BETWEEN 200 AND 299) AS c2, "
         "count(*) FILTER (code BETWEEN 300 AND 399) AS c3, "
@@ -134,9 +149,56 @@ def response_codes(con: Any) -> dict[str, Any]:
         "count(*) FILTER (code = 401) AS e401, count(*) FILTER (code = 403) AS e403, "
         "count(*) FILTER (code = 404) AS e404, count(*) FILTER (code = 409) AS e409, "
         "count(*) FILTER (code = 422) AS e422, count(*) FILTER (code = 429) AS e429 "
-        "FROM r",
-    )[0]
-    total = int(row["total"])
+        f"FROM q GROUP BY GROUPING SETS ({sets})"
+    )
+    by_id = {_set_id(keys): name for name, keys in _SETS.items()}
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in _SETS}
+    for r in _rows(con, sql, [rng.since_us, width * 1_000_000, *params]):
+        out[by_id[int(r["gid"])]].append(r)
+    return out
+
+
+def _top_of(
+    groups: list[dict[str, Any]], key: str, *, measure: str = "n", n: int = TOP, keep: Any = None
+) -> list[dict[str, Any]]:
+    items = [
+        (str(g[key]), int(g[measure]))
+        for g in groups
+        if g[key] is not None and int(g[measure]) > 0 and (keep is None or keep(g[key]))
+    ]
+    items.sort(key=lambda kv: (-kv[1], kv[0]))
+    return [{"value": v, "count": c} for v, c in items[:n]]
+
+
+# --- panels --------------------------------------------------------------------------
+
+
+def requests_over_time(groups: dict[str, list[dict[str, Any]]], rng: TimeRange) -> dict[str, Any]:
+    width, n = _buckets(rng)
+    totals: dict[str, int] = {}
+    for g in groups["time_verb"]:
+        totals[g["verb"]] = totals.get(g["verb"], 0) + int(g["n"])
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    top = [v for v, _ in ranked[: MAX_VERBS - 1]]
+    series = list(top) + (["other"] if len(totals) > len(top) else [])
+    buckets: list[dict[str, Any]] = [
+        {"start": _start(rng, width, i), "counts": dict.fromkeys(series, 0)} for i in range(n)
+    ]
+    for g in groups["time_verb"]:
+        b = int(g["b"])
+        if 0 <= b < n:
+            v = g["verb"] if g["verb"] in top else "other"
+            buckets[b]["counts"][v] += int(g["n"])
+    return {"bucket_secs": width, "series": series, "buckets": buckets}
+
+
+def response_codes(groups: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    row = groups["total"][0] if groups["total"] else None
+    if row is None or row["n"] is None:
+        row = dict.fromkeys(("n", "c1", "c2", "c3", "c4", "c5", "none"), 0) | {
+            f"e{c}": 0 for c in CODES
+        }
+    total = int(row["n"])
     errors = int(row["c4"]) + int(row["c5"])
     return {
         "total": total,
@@ -151,100 +213,85 @@ def response_codes(con: Any) -> dict[str, Any]:
     }
 
 
-def _top(con: Any, expr: str, where: str = "TRUE", n: int = TOP) -> list[dict[str, Any]]:
-    return [
-        {"value": r["v"], "count": int(r["n"])}
-        for r in _rows(
-            con,
-            f"SELECT {expr} AS v, count(*) AS n FROM r WHERE {where} AND {expr} IS NOT NULL "
-            "GROUP BY v ORDER BY n DESC, v LIMIT ?",
-            [n],
-        )
-    ]
-
-
-def authorization(con: Any, rng: TimeRange) -> dict[str, Any]:
-    width = bucket_seconds(rng.seconds)
-    n = int(-(-rng.seconds // width))
+def authorization(groups: dict[str, list[dict[str, Any]]], rng: TimeRange) -> dict[str, Any]:
+    width, n = _buckets(rng)
     counts = [0] * n
-    for r in _rows(
-        con,
-        "SELECT CAST((epoch_us(ts) - ?) // ? AS BIGINT) AS b, count(*) AS n FROM r "
-        "WHERE decision = 'forbid' GROUP BY b",
-        [rng.since_us, width * 1_000_000],
-    ):
-        b = int(r["b"])
+    for g in groups["time_verb"]:
+        b = int(g["b"])
         if 0 <= b < n:
-            counts[b] = int(r["n"])
-    decisions = _top(con, "decision", n=5)
+            counts[b] += int(g["forbid"])
     return {
-        "decisions": decisions,
+        "decisions": _top_of(groups["decision"], "decision", n=5),
         "forbid_total": sum(counts),
         "forbid_over_time": {
             "bucket_secs": width,
             "buckets": [
-                {
-                    "start": iso(datetime.fromtimestamp(rng.since_us / 1e6 + i * width, UTC)),
-                    "count": c,
-                    "counts": {"forbid": c},
-                }
+                {"start": _start(rng, width, i), "count": c, "counts": {"forbid": c}}
                 for i, c in enumerate(counts)
             ],
         },
-        "top_denied_users": _top(con, "username", "decision = 'forbid'"),
-        "top_denied_resources": _top(
-            con,
-            "coalesce(resource || coalesce('/' || subresource, ''), request_uri)",
-            "decision = 'forbid'",
-        ),
+        "top_denied_users": _top_of(groups["username"], "username", measure="forbid"),
+        "top_denied_resources": _top_of(groups["denied_res"], "denied_res"),
     }
 
 
-_IDENTITIES: Final[dict[str, tuple[str, str]]] = {
-    # name: (expression, condition)
-    "users": ("username", "username NOT LIKE 'system:serviceaccount:%'"),
-    "service_accounts": ("username", "username LIKE 'system:serviceaccount:%'"),
-    "source_ips": ("source_ip", "TRUE"),
-    "user_agents": ("user_agent", "TRUE"),
+_IDENTITIES: Final[dict[str, tuple[str, Any]]] = {
+    # name: (column, which values)
+    "users": ("username", lambda v: not v.startswith(_SA)),
+    "service_accounts": ("username", lambda v: v.startswith(_SA)),
+    "source_ips": ("source_ip", None),
+    "user_agents": ("user_agent", None),
 }
 
 
-def top_identities(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
+def top_identities(
+    con: Any,
+    groups: dict[str, list[dict[str, Any]]],
+    rng: TimeRange,
+    cluster: str | None,
+    *,
+    before: bool,
+) -> dict[str, Any]:
     """Top users, service accounts, source IPs, user agents; ``new`` when never seen
-    before the range."""
+    before the range (one query over the older events, none when there are none)."""
     out: dict[str, Any] = {}
-    for key, (expr, cond) in _IDENTITIES.items():
-        items = _top(con, expr, cond)
-        values = [i["value"] for i in items]
-        before: set[str] = set()
-        if values:
-            params: list[object] = [rng.since, values]
-            extra = ""
-            if cluster:
-                extra = " AND cluster = ?"
-                params.append(cluster)
-            before = {
-                r["v"]
-                for r in _rows(
-                    con,
-                    f"SELECT DISTINCT {expr} AS v FROM events WHERE ts < ? "
-                    f"AND list_contains(?, {expr}){extra}",
-                    params,
+    for key, (col, keep) in _IDENTITIES.items():
+        out[key] = _top_of(groups[col], col, keep=keep)
+    seen: dict[str, set[str]] = {"username": set(), "source_ip": set(), "user_agent": set()}
+    wanted = {
+        col: sorted({i["value"] for k, (c, _) in _IDENTITIES.items() for i in out[k] if c == col})
+        for col in seen
+    }
+    if before and any(wanted.values()):
+        extra, params = "", list[object]([rng.since])
+        if cluster:
+            extra = " AND cluster = ?"
+            params.append(cluster)
+        parts, qp = [], []
+        for col, values in wanted.items():
+            if values:
+                parts.append(
+                    f"SELECT '{col}' AS c, {col} AS v FROM e WHERE list_contains(?, {col})"
                 )
-            }
-        for i in items:
-            i["new"] = i["value"] not in before
-        out[key] = items
+                qp.append(values)
+        sql = (
+            f"WITH e AS (SELECT username, source_ip, user_agent FROM {PRIOR_VIEW} "
+            f"WHERE ts < ?{extra}) SELECT DISTINCT c, v FROM ({' UNION ALL '.join(parts)})"
+        )
+        for r in _rows(con, sql, [*params, *qp]):
+            seen[r["c"]].add(r["v"])
+    for key, (col, _) in _IDENTITIES.items():
+        for i in out[key]:
+            i["new"] = i["value"] not in seen[col]
     return out
 
 
-def anonymous(con: Any) -> dict[str, Any]:
-    cond = "anonymous"
-    total = int(_scalar(con, f"SELECT count(*) FROM r WHERE {cond}") or 0)
+def anonymous(groups: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    total = int(groups["total"][0]["anon"] or 0) if groups["total"] else 0
     return {
         "total": total,
-        "top_source_ips": _top(con, "source_ip", cond, 5),
-        "top_paths": _top(con, "split_part(request_uri, '?', 1)", cond, 5),
+        "top_source_ips": _top_of(groups["anon_ip"], "anon_ip", n=5),
+        "top_paths": _top_of(groups["anon_path"], "anon_path", n=5),
     }
 
 
@@ -261,18 +308,27 @@ def decode_command(request_uri: str | None) -> dict[str, Any]:
     }
 
 
-def sessions(con: Any, limit: int = 50) -> dict[str, Any]:
-    total = int(
-        _scalar(
-            con, "SELECT count(*) FROM r WHERE list_contains(?, subresource)", [list(STREAMING)]
-        )
-        or 0
+def _streaming_final(where: str) -> str:
+    # exec/attach/port-forward requests of the range, each at its final stage as
+    # ``kaudit query --stage final`` counts it: a small set, so the pairing is cheap.
+    return (
+        "WITH s AS (SELECT ts, stage, audit_id, username, namespace, name, subresource, "
+        f"code, request_uri FROM {SPAN_VIEW} WHERE {where} "
+        "AND subresource IN ('exec', 'attach', 'portforward')) "
+        "SELECT * FROM s QUALIFY audit_id = '' OR row_number() OVER (PARTITION BY audit_id, ts "
+        "ORDER BY CASE stage WHEN 'RequestReceived' THEN 0 WHEN 'ResponseStarted' THEN 1 "
+        "ELSE 2 END DESC) = 1"
     )
+
+
+def sessions(con: Any, rng: TimeRange, cluster: str | None, limit: int = 50) -> dict[str, Any]:
+    where, params = _scope(rng, cluster)
     rows = _rows(
         con,
-        "SELECT ts, audit_id, username, namespace, name, subresource, code, request_uri "
-        "FROM r WHERE list_contains(?, subresource) ORDER BY ts DESC LIMIT ?",
-        [list(STREAMING), limit],
+        f"WITH f AS ({_streaming_final(where)}) "
+        "SELECT *, count(*) OVER () AS total, stage NOT IN ('ResponseComplete', 'Panic') AS open "
+        "FROM f ORDER BY ts DESC, audit_id LIMIT ?",
+        [*params, limit],
     )
     items = []
     for r in rows:
@@ -286,15 +342,17 @@ def sessions(con: Any, limit: int = 50) -> dict[str, Any]:
                 "pod": r["name"],
                 "subresource": r["subresource"],
                 "code": r["code"],
+                "open": bool(r["open"]),
                 "container": d["container"],
                 "command": d["command"],
                 "ports": d.get("ports"),
             }
         )
-    return {"total": total, "items": items}
+    return {"total": int(rows[0]["total"]) if rows else 0, "items": items}
 
 
-def secret_reads(con: Any) -> list[dict[str, Any]]:
+def secret_reads(con: Any, rng: TimeRange, cluster: str | None) -> list[dict[str, Any]]:
+    where, params = _scope(rng, cluster)
     return [
         {
             "username": r["username"],
@@ -307,22 +365,26 @@ def secret_reads(con: Any) -> list[dict[str, Any]]:
             con,
             "SELECT username, count(*) AS n, count(DISTINCT namespace || '/' || name) AS names, "
             "count(DISTINCT namespace) AS nss, count(*) FILTER (code = 403) AS denied "
-            "FROM r WHERE resource = 'secrets' AND subresource IS NULL "
-            "AND verb IN ('get', 'list', 'watch') "
+            f"FROM {SPAN_VIEW} WHERE {where} AND {REQUEST} AND resource = 'secrets' "
+            "AND subresource IS NULL AND verb IN ('get', 'list', 'watch') "
             "GROUP BY username ORDER BY n DESC, username LIMIT ?",
-            [TOP * 2],
+            [*params, TOP * 2],
         )
     ]
 
 
-def rbac_changes(con: Any, limit: int = 50) -> list[dict[str, Any]]:
+def rbac_changes(
+    con: Any, rng: TimeRange, cluster: str | None, limit: int = 50
+) -> list[dict[str, Any]]:
+    where, params = _scope(rng, cluster)
     return [
         {**r, "ts": _iso(r["ts"])}
         for r in _rows(
             con,
-            "SELECT ts, audit_id, username, verb, resource, namespace, name, code FROM r "
-            "WHERE api_group = ? AND list_contains(?, verb) ORDER BY ts DESC LIMIT ?",
-            [RBAC_GROUP, list(WRITE_VERBS), limit],
+            "SELECT ts, audit_id, username, verb, resource, namespace, name, code "
+            f"FROM {SPAN_VIEW} WHERE {where} AND {REQUEST} AND api_group = ? "
+            "AND list_contains(?, verb) ORDER BY ts DESC, audit_id LIMIT ?",
+            [*params, RBAC_GROUP, list(WRITE_VERBS), limit],
         )
     ]
 
@@ -333,43 +395,50 @@ _LAT_WHERE: Final = (
     "AND NOT list_contains(['exec', 'attach', 'portforward', 'proxy', 'log'], "
     "coalesce(subresource, ''))"
 )
+_LAT_RES: Final = "coalesce(resource || coalesce('/' || subresource, ''), '(non-resource)')"
 
 
-def latency(con: Any) -> dict[str, Any]:
-    def q(group: str, order: str, n: int) -> list[dict[str, Any]]:
-        return [
+def latency(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
+    """Quantiles of ``stage_ts - ts`` by verb and by resource, in one pass."""
+    where, params = _scope(rng, cluster)
+    rows = _rows(
+        con,
+        f"WITH l AS (SELECT verb, {_LAT_RES} AS res, {_LAT} AS ms FROM {SPAN_VIEW} "
+        f"WHERE {where} AND {_LAT_WHERE}) "
+        "SELECT GROUPING(verb, res) AS gid, verb, res, count(*) AS n, "
+        "quantile_cont(ms, [0.5, 0.9, 0.99]) AS q, max(ms) AS mx "
+        "FROM l GROUP BY GROUPING SETS ((verb), (res))",
+        params,
+    )
+
+    def items(gid: int, key: str, order: Any) -> list[dict[str, Any]]:
+        out = [
             {
-                "value": r["v"],
+                "value": r[key],
                 "count": int(r["n"]),
-                "p50_ms": round(float(r["p50"]), 1),
-                "p90_ms": round(float(r["p90"]), 1),
-                "p99_ms": round(float(r["p99"]), 1),
+                "p50_ms": round(float(r["q"][0]), 1),
+                "p90_ms": round(float(r["q"][1]), 1),
+                "p99_ms": round(float(r["q"][2]), 1),
                 "max_ms": round(float(r["mx"]), 1),
             }
-            for r in _rows(
-                con,
-                f"SELECT {group} AS v, count(*) AS n, quantile_cont({_LAT}, 0.5) AS p50, "
-                f"quantile_cont({_LAT}, 0.9) AS p90, quantile_cont({_LAT}, 0.99) AS p99, "
-                f"max({_LAT}) AS mx FROM r WHERE {_LAT_WHERE} GROUP BY v "
-                f"ORDER BY {order} LIMIT ?",
-                [n],
-            )
+            for r in rows
+            if int(r["gid"]) == gid
         ]
+        out.sort(key=order)
+        return out[:15]
 
     return {
-        "by_verb": q("verb", "n DESC, v", 15),
-        "by_resource": q(
-            "coalesce(resource || coalesce('/' || subresource, ''), '(non-resource)')",
-            "p99 DESC, v",
-            15,
-        ),
+        "by_verb": items(1, "verb", lambda i: (-i["count"], str(i["value"]))),
+        "by_resource": items(2, "res", lambda i: (-i["p99_ms"], str(i["value"]))),
         "note": "stage_ts - ts of ResponseComplete; watches and streaming subresources "
         "(exec, attach, portforward, proxy, log) left out",
     }
 
 
-def noisy_clients(con: Any, rng: TimeRange) -> list[dict[str, Any]]:
+def noisy_clients(groups: dict[str, list[dict[str, Any]]], rng: TimeRange) -> list[dict[str, Any]]:
     minutes = max(rng.seconds / 60.0, 1 / 60)
+    total = max(int(groups["total"][0]["n"] or 0), 1) if groups["total"] else 1
+    rows = sorted(groups["client"], key=lambda g: (-int(g["n"]), str(g["username"])))[:TOP]
     return [
         {
             "username": r["username"],
@@ -377,15 +446,9 @@ def noisy_clients(con: Any, rng: TimeRange) -> list[dict[str, Any]]:
             "count": int(r["n"]),
             "per_minute": round(int(r["n"]) / minutes, 2),
             "errors": int(r["errors"]),
-            "share": float(r["share"]),
+            "share": int(r["n"]) / total,
         }
-        for r in _rows(
-            con,
-            "SELECT username, user_agent, count(*) AS n, count(*) FILTER (code >= 400) AS errors, "
-            "count(*) / (SELECT greatest(count(*), 1) FROM r) AS share "
-            "FROM r GROUP BY username, user_agent ORDER BY n DESC, username LIMIT ?",
-            [TOP],
-        )
+        for r in rows
     ]
 
 
@@ -394,7 +457,9 @@ def policy_coverage(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, 
     counts = {
         r["level"]: int(r["n"])
         for r in _rows(
-            con, f"SELECT level, count(*) AS n FROM events WHERE {where} GROUP BY level", params
+            con,
+            f"SELECT level, count(*) AS n FROM {SPAN_VIEW} WHERE {where} GROUP BY level",
+            params,
         )
     }
     total = sum(counts.values())
@@ -423,23 +488,28 @@ def _rejected(metrics: Any) -> dict[str, int]:
     return out
 
 
-def pipeline(
-    con: Any, store: Any, metrics: Any | None, started: float | None, now: datetime
-) -> dict[str, Any]:
-    """Ingest health: the serve metrics when running inside ``kaudit serve``, else the
-    store's own figures."""
-    st = store.stats()
-    newest = _scalar(con, "SELECT max(stage_ts) FROM events WHERE stage_ts IS NOT NULL")
-    lag = (now - newest).total_seconds() if isinstance(newest, datetime) else None
-    out: dict[str, Any] = {
+def pipeline_store(span: Span) -> dict[str, Any]:
+    """The store's own figures (cached with the panels)."""
+    newest = _scalar(span.con, "SELECT max(stage_ts) FROM events")
+    return {
         "source": "store",
-        "stored_events": st.events,
-        "segments": st.segments,
-        "wal_events": st.wal_events,
-        "bytes": st.bytes,
+        "stored_events": sum(s.rows for s in span.segments) + span.tail_rows,
+        "segments": len(span.segments),
+        "wal_events": span.tail_rows,
+        "bytes": sum(s.size for s in span.segments) + span.wal_bytes,
         "newest_stage_ts": _iso(newest),
-        "ingest_lag_secs": round(lag, 3) if lag is not None else None,
     }
+
+
+def pipeline(
+    stored: dict[str, Any], metrics: Any | None, started: float | None, now: datetime
+) -> dict[str, Any]:
+    """Ingest health: the store's figures, the ingest lag as of ``now``, and the serve
+    metrics when running inside ``kaudit serve``."""
+    out = dict(stored)
+    newest = stored.get("newest_stage_ts")
+    lag = (now - datetime.fromisoformat(newest)).total_seconds() if newest else None
+    out["ingest_lag_secs"] = round(lag, 3) if lag is not None else None
     if metrics is not None:
         uptime = max(time.monotonic() - (started or time.monotonic()), 1e-9)
         received = metrics.events_received.value()
@@ -462,9 +532,39 @@ def pipeline(
     return out
 
 
+def panels(span: Span, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
+    """Every panel of the overview that depends only on the stored data (cacheable)."""
+    span.narrow(rng.since_us, rng.until_us)
+    con = span.con
+    groups = one_pass(con, rng, cluster)
+    codes = response_codes(groups)
+    clusters = [
+        r["cluster"]
+        for r in _rows(con, "SELECT DISTINCT cluster FROM events ORDER BY cluster LIMIT 100")
+    ]
+    before = span.oldest_us is not None and span.oldest_us < rng.since_us
+    return {
+        "range": rng.to_dict(),
+        "cluster": cluster,
+        "clusters": clusters,
+        "requests": codes["total"],
+        "requests_over_time": requests_over_time(groups, rng),
+        "response_codes": codes,
+        "authorization": authorization(groups, rng),
+        "top": top_identities(con, groups, rng, cluster, before=before),
+        "anonymous": anonymous(groups),
+        "sessions": sessions(con, rng, cluster),
+        "secret_reads": secret_reads(con, rng, cluster),
+        "rbac_changes": rbac_changes(con, rng, cluster),
+        "latency": latency(con, rng, cluster),
+        "noisy_clients": noisy_clients(groups, rng),
+        "pipeline": pipeline_store(span),
+        "policy_coverage": policy_coverage(con, rng, cluster),
+    }
+
+
 def overview(
-    con: Any,
-    store: Any,
+    span: Span,
     rng: TimeRange,
     cluster: str | None,
     *,
@@ -473,30 +573,21 @@ def overview(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Every panel of the overview, as plain data (the JSON twin)."""
-    load_requests(con, rng, cluster)
-    codes = response_codes(con)
-    clusters = [
-        r["cluster"]
-        for r in _rows(con, "SELECT DISTINCT cluster FROM events ORDER BY cluster LIMIT 100")
-    ]
-    return {
-        "range": rng.to_dict(),
-        "cluster": cluster,
-        "clusters": clusters,
-        "requests": codes["total"],
-        "requests_over_time": requests_over_time(con, rng),
-        "response_codes": codes,
-        "authorization": authorization(con, rng),
-        "top": top_identities(con, rng, cluster),
-        "anonymous": anonymous(con),
-        "sessions": sessions(con),
-        "secret_reads": secret_reads(con),
-        "rbac_changes": rbac_changes(con),
-        "latency": latency(con),
-        "noisy_clients": noisy_clients(con, rng),
-        "pipeline": pipeline(con, store, metrics, started, now or datetime.now(UTC)),
-        "policy_coverage": policy_coverage(con, rng, cluster),
-    }
+    data = panels(span, rng, cluster)
+    return finish(data, metrics=metrics, started=started, now=now)
 
 
-__all__ = ["decode_command", "load_requests", "overview"]
+def finish(
+    data: dict[str, Any],
+    *,
+    metrics: Any | None = None,
+    started: float | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The cached panels with the live figures (ingest lag, serve metrics) added."""
+    out = dict(data)
+    out["pipeline"] = pipeline(data["pipeline"], metrics, started, now or datetime.now(UTC))
+    return out
+
+
+__all__ = ["REQUEST", "decode_command", "finish", "overview", "panels"]
