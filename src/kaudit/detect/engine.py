@@ -150,7 +150,6 @@ class _Compiled:
         if r.kind == "sequence":
             a, b = (f"coalesce(({expand(s)}), false)" for s in r.sequence_steps)
             inner += [f"({f}) AND {a} AS a{i}", f"({f}) AND {b} AS b{i}"]
-            inner.append(f"a{i} OR b{i} AS m{i}")
         elif r.kind == "distinct":
             inner.append(f"({f}) AND (({expand(r.distinct or '')}) IS NOT NULL) AS m{i}")
         else:
@@ -217,16 +216,18 @@ class Engine:
             return "SELECT * FROM batch WHERE false"
         base = ", ".join(["epoch_us(ts) AS _t", *ENTITY_COLUMNS])
         any_m = " OR ".join(f"m{c.i}" for c in self._c)
+        seq = [c.i for c in self._c if c.rule.kind == "sequence"]
+        seq_m = "".join(f", a{i} OR b{i} AS m{i}" for i in seq)
+        seq_ab = "".join(f", a{i}, b{i}" for i in seq)
+        # MATERIALIZED layers keep DuckDB from inlining every condition into the
+        # filter and the key expressions (which multiplies planning time).
         return (
-            f"SELECT {base}, {', '.join(f'm{c.i}' for c in self._c)}"
-            + (
-                ", " + ", ".join(f"a{c.i}, b{c.i}" for c in self._c if c.rule.kind == "sequence")
-                if any(c.rule.kind == "sequence" for c in self._c)
-                else ""
-            )
-            + f", {', '.join(outer)} FROM (SELECT *, {', '.join(inner)} "
-            f"FROM {source_sql('batch')}) "
-            f"WHERE {any_m} ORDER BY _t, audit_id, stage"
+            f"WITH s AS MATERIALIZED (SELECT * FROM {source_sql('batch')}), "
+            f"c AS MATERIALIZED (SELECT *, {', '.join(inner)} FROM s), "
+            f"d AS MATERIALIZED (SELECT *{seq_m} FROM c), "
+            f"f AS MATERIALIZED (SELECT * FROM d WHERE {any_m}) "
+            f"SELECT {base}, {', '.join(f'm{c.i}' for c in self._c)}{seq_ab}, "
+            f"{', '.join(outer)} FROM f ORDER BY _t, audit_id, stage"
         )
 
     def process(self, batch: pa.Table | Sequence[Record]) -> list[Alert]:
