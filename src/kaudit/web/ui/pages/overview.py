@@ -85,36 +85,23 @@ def _start(rng: TimeRange, width: int, i: int) -> str:
 
 # --- the one pass over the range's requests -------------------------------------------
 
-# name: (grouping key expression, extra measures); every set also counts its rows (n)
-# and its denials (forbid).
-_DENIED_RES: Final = (
-    "CASE WHEN decision = 'forbid' THEN "
-    "coalesce(resource || coalesce('/' || subresource, ''), request_uri) END"
-)
-_ANON: Final = "(username = 'system:anonymous' OR list_contains(groups, 'system:unauthenticated'))"
+# The grouping sets of the one pass; every set counts its rows (n), denials (forbid)
+# and errors (code >= 400). Only dictionary-encoded and numeric columns are read: the
+# request URI and the groups list (costly to decode for every row) are read by the
+# small queries of the panels that need them, for the few rows they concern.
 _SETS: Final[dict[str, tuple[str, ...]]] = {
-    "total": (),
     "time_verb": ("b", "verb"),
+    "code": ("code",),
     "decision": ("decision",),
     "username": ("username",),
     "source_ip": ("source_ip",),
     "user_agent": ("user_agent",),
-    "denied_res": ("denied_res",),
-    "anon_ip": ("anon_ip",),
-    "anon_path": ("anon_path",),
     "client": ("username", "user_agent"),
 }
-_KEYS: Final = (
-    "b",
-    "verb",
-    "decision",
-    "username",
-    "source_ip",
-    "user_agent",
-    "denied_res",
-    "anon_ip",
-    "anon_path",
-)
+_KEYS: Final = ("b", "verb", "code", "decision", "username", "source_ip", "user_agent")
+#: The anonymous identity: the apiserver's anonymous authenticator gives the user
+#: ``system:anonymous`` (with the group ``system:unauthenticated``).
+ANONYMOUS: Final = "username = 'system:anonymous'"
 
 
 def _set_id(keys: tuple[str, ...]) -> int:
@@ -129,26 +116,11 @@ def one_pass(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, list[di
     width, _ = _buckets(rng)
     sets = ", ".join("(" + ", ".join(keys) + ")" for keys in _SETS.values())
     sql = (
-        "WITH q AS (SELECT "
-        "CAST((epoch_us(ts) - ?) // ? AS BIGINT) AS b, verb, code, decision, username, "
-        f"source_ip, user_agent, {_DENIED_RES} AS denied_res, "
-        f"CASE WHEN {_ANON} THEN source_ip END AS anon_ip, "
-        f"CASE WHEN {_ANON} THEN split_part(request_uri, '?', 1) END AS anon_path, "
-        f"{_ANON} AS anon "
-        f"FROM {SPAN_VIEW} WHERE {where} AND {REQUEST}) "
+        "WITH q AS (SELECT CAST((epoch_us(ts) - ?) // ? AS BIGINT) AS b, "
+        f"{', '.join(_KEYS[1:])} FROM {SPAN_VIEW} WHERE {where} AND {REQUEST}) "
         f"SELECT GROUPING({', '.join(_KEYS)}) AS gid, {', '.join(_KEYS)}, count(*) AS n, "
         "count(*) FILTER (decision = 'forbid') AS forbid, "
-        "count(*) FILTER (code >= 400) AS errors, "
-        "count(*) FILTER (anon) AS anon, "
-        "count(*) FILTER (code < 200) AS c1, "
-        "count(*) FILTER (code BETWEEN 200 AND 299) AS c2, "
-        "count(*) FILTER (code BETWEEN 300 AND 399) AS c3, "
-        "count(*) FILTER (code BETWEEN 400 AND 499) AS c4, "
-        "count(*) FILTER (code >= 500) AS c5, "
-        "count(*) FILTER (code IS NULL) AS none, "
-        "count(*) FILTER (code = 401) AS e401, count(*) FILTER (code = 403) AS e403, "
-        "count(*) FILTER (code = 404) AS e404, count(*) FILTER (code = 409) AS e409, "
-        "count(*) FILTER (code = 422) AS e422, count(*) FILTER (code = 429) AS e429 "
+        "count(*) FILTER (code >= 400) AS errors "
         f"FROM q GROUP BY GROUPING SETS ({sets})"
     )
     by_id = {_set_id(keys): name for name, keys in _SETS.items()}
@@ -156,6 +128,24 @@ def one_pass(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, list[di
     for r in _rows(con, sql, [rng.since_us, width * 1_000_000, *params]):
         out[by_id[int(r["gid"])]].append(r)
     return out
+
+
+def _few(
+    con: Any, rng: TimeRange, cluster: str | None, cond: str, expr: str, n: int
+) -> list[dict[str, Any]]:
+    """The top values of ``expr`` among the range's requests where ``cond`` (a selective
+    condition, so the wide columns in ``expr`` are read for few rows)."""
+    where, params = _scope(rng, cluster)
+    return [
+        {"value": r["v"], "count": int(r["n"])}
+        for r in _rows(
+            con,
+            f"SELECT {expr} AS v, count(*) AS n FROM {SPAN_VIEW} "
+            f"WHERE {where} AND {REQUEST} AND {cond} AND {expr} IS NOT NULL "
+            "GROUP BY v ORDER BY n DESC, v LIMIT ?",
+            [*params, n],
+        )
+    ]
 
 
 def _top_of(
@@ -193,27 +183,38 @@ def requests_over_time(groups: dict[str, list[dict[str, Any]]], rng: TimeRange) 
 
 
 def response_codes(groups: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    row = groups["total"][0] if groups["total"] else None
-    if row is None or row["n"] is None:
-        row = dict.fromkeys(("n", "c1", "c2", "c3", "c4", "c5", "none"), 0) | {
-            f"e{c}": 0 for c in CODES
-        }
-    total = int(row["n"])
-    errors = int(row["c4"]) + int(row["c5"])
+    by_code: dict[int | None, int] = {}
+    for g in groups["code"]:
+        by_code[g["code"]] = by_code.get(g["code"], 0) + int(g["n"])
+    total = sum(by_code.values())
+
+    def between(lo: int, hi: int) -> int:
+        return sum(n for c, n in by_code.items() if c is not None and lo <= c <= hi)
+
+    classes = {
+        "1xx": between(-(2**31), 199),
+        "2xx": between(200, 299),
+        "3xx": between(300, 399),
+        "4xx": between(400, 499),
+        "5xx": between(500, 2**31),
+    }
+    errors = classes["4xx"] + classes["5xx"]
     return {
         "total": total,
-        "classes": {k: int(row[f"c{k[0]}"]) for k in CODE_CLASSES},
-        "no_response": int(row["none"]),
+        "classes": classes,
+        "no_response": by_code.get(None, 0),
         "codes": {
-            **{c: int(row[f"e{c}"]) for c in CODES if c != "5xx"},
-            "5xx": int(row["c5"]),
+            **{c: by_code.get(int(c), 0) for c in CODES if c != "5xx"},
+            "5xx": classes["5xx"],
         },
         "errors": errors,
         "error_rate": (errors / total) if total else 0.0,
     }
 
 
-def authorization(groups: dict[str, list[dict[str, Any]]], rng: TimeRange) -> dict[str, Any]:
+def authorization(
+    con: Any, groups: dict[str, list[dict[str, Any]]], rng: TimeRange, cluster: str | None
+) -> dict[str, Any]:
     width, n = _buckets(rng)
     counts = [0] * n
     for g in groups["time_verb"]:
@@ -231,7 +232,14 @@ def authorization(groups: dict[str, list[dict[str, Any]]], rng: TimeRange) -> di
             ],
         },
         "top_denied_users": _top_of(groups["username"], "username", measure="forbid"),
-        "top_denied_resources": _top_of(groups["denied_res"], "denied_res"),
+        "top_denied_resources": _few(
+            con,
+            rng,
+            cluster,
+            "decision = 'forbid'",
+            "coalesce(resource || coalesce('/' || subresource, ''), request_uri)",
+            TOP,
+        ),
     }
 
 
@@ -286,12 +294,15 @@ def top_identities(
     return out
 
 
-def anonymous(groups: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    total = int(groups["total"][0]["anon"] or 0) if groups["total"] else 0
+def anonymous(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
+    where, params = _scope(rng, cluster)
+    total = _scalar(
+        con, f"SELECT count(*) FROM {SPAN_VIEW} WHERE {where} AND {REQUEST} AND {ANONYMOUS}", params
+    )
     return {
-        "total": total,
-        "top_source_ips": _top_of(groups["anon_ip"], "anon_ip", n=5),
-        "top_paths": _top_of(groups["anon_path"], "anon_path", n=5),
+        "total": int(total or 0),
+        "top_source_ips": _few(con, rng, cluster, ANONYMOUS, "source_ip", 5),
+        "top_paths": _few(con, rng, cluster, ANONYMOUS, "split_part(request_uri, '?', 1)", 5),
     }
 
 
@@ -437,7 +448,7 @@ def latency(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
 
 def noisy_clients(groups: dict[str, list[dict[str, Any]]], rng: TimeRange) -> list[dict[str, Any]]:
     minutes = max(rng.seconds / 60.0, 1 / 60)
-    total = max(int(groups["total"][0]["n"] or 0), 1) if groups["total"] else 1
+    total = max(sum(int(g["n"]) for g in groups["code"]), 1)
     rows = sorted(groups["client"], key=lambda g: (-int(g["n"]), str(g["username"])))[:TOP]
     return [
         {
@@ -550,9 +561,9 @@ def panels(span: Span, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
         "requests": codes["total"],
         "requests_over_time": requests_over_time(groups, rng),
         "response_codes": codes,
-        "authorization": authorization(groups, rng),
+        "authorization": authorization(con, groups, rng, cluster),
         "top": top_identities(con, groups, rng, cluster, before=before),
-        "anonymous": anonymous(groups),
+        "anonymous": anonymous(con, rng, cluster),
         "sessions": sessions(con, rng, cluster),
         "secret_reads": secret_reads(con, rng, cluster),
         "rbac_changes": rbac_changes(con, rng, cluster),
