@@ -161,6 +161,7 @@ def test_allowlist_file_extends_rules(tmp_path: Path) -> None:
         load_rules(allowlist=bad)
 
 
+@pytest.mark.slow
 def test_cli_validate_and_test(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(main, ["rules", "validate"])
