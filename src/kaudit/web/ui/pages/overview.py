@@ -130,20 +130,42 @@ def one_pass(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, list[di
     return out
 
 
-def _few(
-    con: Any, rng: TimeRange, cluster: str | None, cond: str, expr: str, n: int
-) -> list[dict[str, Any]]:
-    """The top values of ``expr`` among the range's requests where ``cond`` (a selective
-    condition, so the wide columns in ``expr`` are read for few rows)."""
+FEW: Final = "few"  # the temporary table of the few rows the list panels show
+_SECRET_READ: Final = (
+    "resource = 'secrets' AND subresource IS NULL AND verb IN ('get', 'list', 'watch')"
+)
+_RBAC_WRITE: Final = (
+    f"api_group = '{RBAC_GROUP}' AND verb IN ({', '.join(repr(v) for v in WRITE_VERBS)})"
+)
+_STREAM: Final = f"subresource IN ({', '.join(repr(v) for v in STREAMING)})"
+
+
+def load_few(con: Any, rng: TimeRange, cluster: str | None) -> None:
+    """``CREATE TEMP TABLE few``: in one scan, the requests the list panels look at
+    (anonymous, denied, secret reads), with the request URI they show. The auditID (a
+    wide column, dear to decode for every row) is left to the queries of the panels
+    that link to requests, over filters DuckDB applies while reading."""
     where, params = _scope(rng, cluster)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {FEW} AS SELECT ts, username, verb, resource, "
+        "subresource, namespace, name, code, decision, source_ip, request_uri, "
+        f"TRUE AS req, {ANONYMOUS} AS anon, {_SECRET_READ} AS secret_read "
+        f"FROM {SPAN_VIEW} WHERE {where} AND {REQUEST} "
+        f"AND ({ANONYMOUS} OR decision = 'forbid' OR ({_SECRET_READ}))",
+        params,
+    )
+
+
+def _few(con: Any, cond: str, expr: str, n: int) -> list[dict[str, Any]]:
+    """The top values of ``expr`` among the few requests where ``cond``."""
     return [
         {"value": r["v"], "count": int(r["n"])}
         for r in _rows(
             con,
-            f"SELECT {expr} AS v, count(*) AS n FROM {SPAN_VIEW} "
-            f"WHERE {where} AND {REQUEST} AND {cond} AND {expr} IS NOT NULL "
+            f"SELECT {expr} AS v, count(*) AS n FROM {FEW} "
+            f"WHERE req AND {cond} AND {expr} IS NOT NULL "
             "GROUP BY v ORDER BY n DESC, v LIMIT ?",
-            [*params, n],
+            [n],
         )
     ]
 
@@ -234,8 +256,6 @@ def authorization(
         "top_denied_users": _top_of(groups["username"], "username", measure="forbid"),
         "top_denied_resources": _few(
             con,
-            rng,
-            cluster,
             "decision = 'forbid'",
             "coalesce(resource || coalesce('/' || subresource, ''), request_uri)",
             TOP,
@@ -294,15 +314,12 @@ def top_identities(
     return out
 
 
-def anonymous(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
-    where, params = _scope(rng, cluster)
-    total = _scalar(
-        con, f"SELECT count(*) FROM {SPAN_VIEW} WHERE {where} AND {REQUEST} AND {ANONYMOUS}", params
-    )
+def anonymous(con: Any) -> dict[str, Any]:
+    total = _scalar(con, f"SELECT count(*) FROM {FEW} WHERE req AND anon")
     return {
         "total": int(total or 0),
-        "top_source_ips": _few(con, rng, cluster, ANONYMOUS, "source_ip", 5),
-        "top_paths": _few(con, rng, cluster, ANONYMOUS, "split_part(request_uri, '?', 1)", 5),
+        "top_source_ips": _few(con, "anon", "source_ip", 5),
+        "top_paths": _few(con, "anon", "split_part(request_uri, '?', 1)", 5),
     }
 
 
@@ -319,24 +336,16 @@ def decode_command(request_uri: str | None) -> dict[str, Any]:
     }
 
 
-def _streaming_final(where: str) -> str:
-    # exec/attach/port-forward requests of the range, each at its final stage as
-    # ``kaudit query --stage final`` counts it: a small set, so the pairing is cheap.
-    return (
-        "WITH s AS (SELECT ts, stage, audit_id, username, namespace, name, subresource, "
-        f"code, request_uri FROM {SPAN_VIEW} WHERE {where} "
-        "AND subresource IN ('exec', 'attach', 'portforward')) "
-        "SELECT * FROM s QUALIFY audit_id = '' OR row_number() OVER (PARTITION BY audit_id, ts "
-        "ORDER BY CASE stage WHEN 'RequestReceived' THEN 0 WHEN 'ResponseStarted' THEN 1 "
-        "ELSE 2 END DESC) = 1"
-    )
-
-
 def sessions(con: Any, rng: TimeRange, cluster: str | None, limit: int = 50) -> dict[str, Any]:
+    """exec/attach/port-forward requests, each at its final stage as ``kaudit query
+    --stage final`` counts it (a small set, so the pairing is cheap): open sessions too."""
     where, params = _scope(rng, cluster)
     rows = _rows(
         con,
-        f"WITH f AS ({_streaming_final(where)}) "
+        "WITH f AS (SELECT ts, stage, audit_id, username, namespace, name, subresource, code, "
+        f"request_uri FROM {SPAN_VIEW} WHERE {where} AND {_STREAM} QUALIFY audit_id = '' OR "
+        "row_number() OVER (PARTITION BY audit_id, ts ORDER BY CASE stage "
+        "WHEN 'RequestReceived' THEN 0 WHEN 'ResponseStarted' THEN 1 ELSE 2 END DESC) = 1) "
         "SELECT *, count(*) OVER () AS total, stage NOT IN ('ResponseComplete', 'Panic') AS open "
         "FROM f ORDER BY ts DESC, audit_id LIMIT ?",
         [*params, limit],
@@ -362,8 +371,7 @@ def sessions(con: Any, rng: TimeRange, cluster: str | None, limit: int = 50) -> 
     return {"total": int(rows[0]["total"]) if rows else 0, "items": items}
 
 
-def secret_reads(con: Any, rng: TimeRange, cluster: str | None) -> list[dict[str, Any]]:
-    where, params = _scope(rng, cluster)
+def secret_reads(con: Any) -> list[dict[str, Any]]:
     return [
         {
             "username": r["username"],
@@ -376,10 +384,9 @@ def secret_reads(con: Any, rng: TimeRange, cluster: str | None) -> list[dict[str
             con,
             "SELECT username, count(*) AS n, count(DISTINCT namespace || '/' || name) AS names, "
             "count(DISTINCT namespace) AS nss, count(*) FILTER (code = 403) AS denied "
-            f"FROM {SPAN_VIEW} WHERE {where} AND {REQUEST} AND resource = 'secrets' "
-            "AND subresource IS NULL AND verb IN ('get', 'list', 'watch') "
+            f"FROM {FEW} WHERE req AND secret_read "
             "GROUP BY username ORDER BY n DESC, username LIMIT ?",
-            [*params, TOP * 2],
+            [TOP * 2],
         )
     ]
 
@@ -393,9 +400,9 @@ def rbac_changes(
         for r in _rows(
             con,
             "SELECT ts, audit_id, username, verb, resource, namespace, name, code "
-            f"FROM {SPAN_VIEW} WHERE {where} AND {REQUEST} AND api_group = ? "
-            "AND list_contains(?, verb) ORDER BY ts DESC, audit_id LIMIT ?",
-            [*params, RBAC_GROUP, list(WRITE_VERBS), limit],
+            f"FROM {SPAN_VIEW} WHERE {where} AND {REQUEST} AND {_RBAC_WRITE} "
+            "ORDER BY ts DESC, audit_id LIMIT ?",
+            [*params, limit],
         )
     ]
 
@@ -548,6 +555,7 @@ def panels(span: Span, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
     span.narrow(rng.since_us, rng.until_us)
     con = span.con
     groups = one_pass(con, rng, cluster)
+    load_few(con, rng, cluster)
     codes = response_codes(groups)
     clusters = [
         r["cluster"]
@@ -563,9 +571,9 @@ def panels(span: Span, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
         "response_codes": codes,
         "authorization": authorization(con, groups, rng, cluster),
         "top": top_identities(con, groups, rng, cluster, before=before),
-        "anonymous": anonymous(con, rng, cluster),
+        "anonymous": anonymous(con),
         "sessions": sessions(con, rng, cluster),
-        "secret_reads": secret_reads(con, rng, cluster),
+        "secret_reads": secret_reads(con),
         "rbac_changes": rbac_changes(con, rng, cluster),
         "latency": latency(con, rng, cluster),
         "noisy_clients": noisy_clients(groups, rng),
