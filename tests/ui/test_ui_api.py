@@ -262,9 +262,10 @@ def test_history_has_side_by_side_diffs(client: Client) -> None:
     assert d["changes"] == 2
     hunks = d["requests"][1]["side_by_side"]
     cells = [(row["left"]["text"], row["right"]["text"]) for h in hunks for row in h["rows"]]
-    # keys sorted: "debug" is added before "mode" changes; removed lines face added ones
-    assert ("  mode: blue", "  debug: 'true'") in cells
-    assert ("", "  mode: green") in cells
+    # keys sorted: "debug" is added before "mode" changes; the old value of "mode" faces
+    # its new value (paired by content, not by position), the added key an empty cell
+    assert ("  mode: blue", "  mode: green") in cells
+    assert ("", "  debug: 'true'") in cells
     assert ("  replicas: '2'", "  replicas: '2'") in cells
     r = client.get("/api/v1/history", params={"object": "nonsense"}, headers=AUTH)
     assert r.status_code == 400 and "KIND/NAME" in r.json()["error"]["message"]
@@ -287,6 +288,26 @@ def test_side_by_side_pairs_removed_and_added_lines() -> None:
     ]
     assert hunk["rows"][3]["left"]["n"] == 3 and hunk["rows"][3]["right"]["n"] == 4
     assert side_by_side(None) == []
+
+
+def test_side_by_side_pairs_a_changed_key_with_its_old_value() -> None:
+    from kaudit.web.ui.pages.history import side_by_side
+
+    diff = (
+        "--- a\n+++ b\n@@ -1,4 +1,5 @@\n kind: ConfigMap\n-a: 1\n-c: 3\n-d: 4\n"
+        "+a: 1x\n+b: 2\n+d: 5\n+e: 6\n"
+    )
+    [hunk] = side_by_side(diff)
+    rows = [(r["left"]["text"], r["right"]["text"]) for r in hunk["rows"]]
+    assert rows == [
+        ("kind: ConfigMap", "kind: ConfigMap"),
+        ("a: 1", "a: 1x"),
+        ("c: 3", "b: 2"),  # a key replaced by another at the same place
+        ("d: 4", "d: 5"),
+        ("", "e: 6"),
+    ]
+    numbers = [(r["left"]["n"], r["right"]["n"]) for r in hunk["rows"]]
+    assert numbers == [(1, 1), (2, 2), (3, 3), (4, 4), (None, 5)]
 
 
 def test_timeline_groups_what_a_user_did(client: Client, ui_store: UIStore) -> None:

@@ -1,11 +1,13 @@
 """An object's history, with side-by-side diffs between its successive states.
 
 The states and the unified diffs come from :func:`kaudit.query.investigate.history_rows`;
-this module only lays each unified diff out in two columns (before | after).
+this module only lays each unified diff out in two columns (before | after), a
+removed line opposite the added line about the same key.
 """
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime
 from typing import Any, Final, TypedDict
 
@@ -41,8 +43,40 @@ def _hunk_start(header: str) -> tuple[int, int]:
     return int(old or 1), int(new or 1)
 
 
+def _key(text: str) -> str:
+    # What a line is about: a YAML/JSON key ("  mode: blue" -> "mode"), else the line.
+    head, sep, _ = text.strip().partition(":")
+    return head.strip("\"' -") if sep else text.strip()
+
+
+def pair(dels: list[Cell], adds: list[Cell]) -> list[Row]:
+    """Removed and added lines of one change, paired by content: the opcodes of
+    :class:`difflib.SequenceMatcher` over what each line is about (its key), so a
+    changed key sits opposite its old value and an added key faces an empty cell."""
+    rows: list[Row] = []
+    sm = difflib.SequenceMatcher(
+        None, [_key(c["text"]) for c in dels], [_key(c["text"]) for c in adds], autojunk=False
+    )
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag in ("equal", "replace"):
+            left, right = dels[i1:i2], adds[j1:j2]
+            for k in range(max(len(left), len(right))):
+                rows.append(
+                    {
+                        "left": left[k] if k < len(left) else _EMPTY,
+                        "right": right[k] if k < len(right) else _EMPTY,
+                    }
+                )
+        elif tag == "delete":
+            rows.extend({"left": c, "right": _EMPTY} for c in dels[i1:i2])
+        else:  # insert
+            rows.extend({"left": _EMPTY, "right": c} for c in adds[j1:j2])
+    return rows
+
+
 def side_by_side(diff: str | None) -> list[Hunk]:
-    """A unified diff as hunks of aligned rows: removed lines left, added lines right."""
+    """A unified diff as hunks of aligned rows: removed lines left, added lines right,
+    paired by content (:func:`pair`)."""
     if not diff:
         return []
     hunks: list[Hunk] = []
@@ -52,15 +86,8 @@ def side_by_side(diff: str | None) -> list[Hunk]:
     adds: list[Cell] = []
 
     def flush() -> None:
-        if cur is None:
-            return
-        for i in range(max(len(dels), len(adds))):
-            cur["rows"].append(
-                {
-                    "left": dels[i] if i < len(dels) else _EMPTY,
-                    "right": adds[i] if i < len(adds) else _EMPTY,
-                }
-            )
+        if cur is not None:
+            cur["rows"].extend(pair(dels, adds))
         dels.clear()
         adds.clear()
 
