@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import pytest
-from query_events import day
+from query_events import (
+    MakeStore,  # noqa: E402
+    day,
+)
 
 from kaudit.model import Event
 from kaudit.store import Store, open_store
-
-MakeStore = Callable[..., Store]
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 from msgspec import UNSET, Raw
 
 from kaudit.model import Event, ObjectReference, Status, UserInfo, encode_event
+from kaudit.store import Store
 
 T0 = "2025-03-03T09:00:00.000000Z"
 
@@ -274,3 +275,7 @@ def day() -> list[Event]:
         )
     )
     return out
+
+
+#: A fixture making a store from a list of events (see conftest.make_store).
+MakeStore = Callable[..., Store]

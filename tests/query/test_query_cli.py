@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from query_events import day, ev
+from query_events import MakeStore, day, ev
 
-from conftest import MakeStore
 from kaudit.cli import main
 from kaudit.model import encode_event
 from kaudit.store import Store

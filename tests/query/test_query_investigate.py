@@ -6,9 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from query_events import CM_V1, ev, ts
+from query_events import CM_V1, MakeStore, ev, ts
 
-from conftest import MakeStore
 from kaudit.cli import main
 from kaudit.errors import QueryError
 from kaudit.query import api

@@ -8,7 +8,7 @@ investigation commands (``--store``, the filters, ``--format``) are defined here
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Callable, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -156,9 +156,9 @@ def output_streams() -> tuple[Any, Any]:
 @click.option(
     "--limit",
     type=click.IntRange(min=0),
-    default=100,
-    show_default=True,
-    help="At most this many rows; 0 for all.",
+    default=None,
+    help="At most this many rows; 0 for all. [default: 100 for table, all for json, "
+    "jsonl and csv]",
 )
 @click.option(
     "--order",
@@ -171,7 +171,7 @@ def output_streams() -> tuple[Any, Any]:
 @format_option()
 def query(
     store_path: str | None,
-    limit: int,
+    limit: int | None,
     order: str,
     columns: str | None,
     fmt: str,
@@ -180,8 +180,9 @@ def query(
     """Find audit events with friendly filters.
 
     Several values of one filter match any of them; different filters must all
-    match. By default each request appears once (its final stored stage), the newest
-    first, at most 100 rows.
+    match. By default each request appears once (its final stored stage; --stage all
+    for every stage), the newest first; a table shows at most 100 rows, and says so
+    when there are more.
 
     \b
     Examples:
@@ -196,6 +197,8 @@ def query(
     from kaudit.query.schema import COLUMN_NAMES
 
     f = build_filters(opts)
+    if limit is None:
+        limit = 100 if fmt == "table" else 0
     shown: list[str] | None = None
     if fmt == "jsonl":
         if columns:
@@ -212,16 +215,48 @@ def query(
     # Validate everything before touching the store.
     select_sql(f, columns=cols, limit=limit, order=order, resolve_ips=lambda: [])
     store = open_for_reading(store_path)
-    q = select_sql(f, columns=cols, limit=limit, order=order, resolve_ips=_distinct_ips(store))
+    # One row more than shown tells whether the limit cut the answer.
+    probe = limit + 1 if limit else 0
+    q = select_sql(f, columns=cols, limit=probe, order=order, resolve_ips=_distinct_ips(store))
     what = f"--where {f.where!r}" if f.where else "query"
     binary, text = output_streams()
+    cut = _Cut(limit)
     render(
-        stream(store, q.sql, q.params, what=what),
+        cut.batches(stream(store, q.sql, q.params, what=what)),
         fmt,
         binary_out=binary,
         text_out=text,
         columns=shown,
     )
+    if cut.truncated:
+        click.echo(
+            f"note: showing the first {limit} matching events (--order {order}); "
+            "--limit 0 for all",
+            err=True,
+        )
+
+
+class _Cut:
+    """Pass at most ``limit`` rows of a stream of record batches (0: all)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.truncated = False
+
+    def batches(self, source: Iterator[Any]) -> Iterator[Any]:
+        if not self.limit:
+            yield from source
+            return
+        left = self.limit
+        for batch in source:
+            if batch.num_rows > left:
+                self.truncated = True
+                if left:
+                    yield batch.slice(0, left)
+                left = 0
+                continue  # drain: the rest only tells us there was more
+            left -= batch.num_rows
+            yield batch
 
 
 @click.command()

@@ -226,7 +226,9 @@ def _to_groups(table: Any) -> list[Group]:
 
 
 def _prepare(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("SET TimeZone = 'UTC'")
+    row = con.execute("SELECT current_setting('TimeZone')").fetchone()
+    if row is None or row[0] != "UTC":  # a store's connection is UTC (and locked) already
+        con.execute("SET TimeZone = 'UTC'")
     con.execute(_MF_MACRO)
 
 

@@ -295,7 +295,9 @@ def compile_filters(
             alts.append("(" + " AND ".join(parts) + ")")
         terms.append(_any(alts))
 
-    namespaces = _values(f.namespace, split=True)
+    # "" means what it means in an audit policy: no namespace (cluster-scoped), as "-".
+    ns_given = [f.namespace] if isinstance(f.namespace, str) else list(f.namespace or [])
+    namespaces = _values(["-" if not v.strip() else v for v in ns_given], split=True)
     if namespaces:
         alts = []
         for ns in namespaces:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from kaudit.errors import KauditError, QueryError
+from kaudit.errors import KauditError, QueryError, StoreError
 
 
 class Queryable(Protocol):
@@ -21,6 +21,18 @@ class Queryable(Protocol):
 def _message(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _classify(store: Any, exc: Exception, what: str) -> KauditError:
+    """An unreadable segment is a :class:`StoreError`; anything else a :class:`QueryError`."""
+    path = getattr(store, "path", None)
+    if path is not None:
+        from kaudit.store import read_error
+
+        err = read_error(path, exc)
+        if isinstance(err, StoreError):
+            return err
+    return QueryError(f"{what}: {_message(exc)}")
 
 
 def run(store: Queryable, sql: str, params: Sequence[object] | None = None, *, what: str) -> Any:
@@ -54,19 +66,31 @@ def stream(
     connect = getattr(store, "connect", None)
     if connect is None:
         return iter(run(store, sql, params, what=what).to_batches())
-    con = connect()
-    try:
-        reader = con.sql(sql, params=list(params or []) or None).to_arrow_reader(batch_rows)
-    except duckdb.Error as exc:
-        con.close()
-        raise QueryError(f"{what}: {_message(exc)}") from None
-    except BaseException:
-        con.close()
-        raise
-    return _read(con, reader, what)
+    for attempt in (1, 2):
+        # A segment replaced by compaction or retention between our snapshot and the
+        # read: once more with a fresh snapshot.
+        try:
+            con = connect()
+        except StoreError:
+            if attempt == 2:
+                raise
+            continue
+        try:
+            reader = con.sql(sql, params=list(params or []) or None).to_arrow_reader(batch_rows)
+        except duckdb.Error as exc:
+            con.close()
+            err = _classify(store, exc, what)
+            if isinstance(err, StoreError) and attempt == 1:
+                continue
+            raise err from None
+        except BaseException:
+            con.close()
+            raise
+        return _read(con, reader, store, what)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _read(con: Any, reader: Any, what: str) -> Iterator[Any]:
+def _read(con: Any, reader: Any, store: Any, what: str) -> Iterator[Any]:
     import duckdb
 
     try:
@@ -75,8 +99,8 @@ def _read(con: Any, reader: Any, what: str) -> Iterator[Any]:
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
-            except duckdb.Error as exc:  # pragma: no cover - errors surfacing mid-stream
-                raise QueryError(f"{what}: {_message(exc)}") from None
+            except duckdb.Error as exc:
+                raise _classify(store, exc, what) from None
             yield batch
     finally:
         con.close()

@@ -19,12 +19,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import duckdb
 import pyarrow as pa
 
-from kaudit.errors import QueryError, StoreError
+from kaudit.errors import KauditError, QueryError, StoreError
 from kaudit.store import reader
 from kaudit.store.layout import DIR_MODE, EVENTS_DIR, ensure_dir
 from kaudit.store.settings import SETTINGS, StoreSettings
@@ -57,28 +57,72 @@ class Store:
         return Writer(self)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A fresh DuckDB connection with the view ``events`` over segments + WAL tail."""
-        return reader.connect(self.path)
+        """A fresh DuckDB connection with the view ``events`` over segments + WAL tail.
+
+        Sandboxed: its SQL reaches no file outside the store. Raises
+        :class:`StoreError` when a segment cannot be read.
+        """
+        try:
+            return reader.connect(self.path)
+        except duckdb.Error as exc:
+            raise read_error(self.path, exc) from None
 
     def query(
         self, sql: str, params: Sequence[object] | dict[str, object] | None = None
     ) -> pa.Table:
-        """Run ``sql`` (bound ``params`` only) over ``events``; the result as Arrow."""
+        """Run ``sql`` (bound ``params`` only) over ``events``; the result as Arrow.
+
+        A segment replaced by compaction or retention after the snapshot was taken is
+        retried once with a fresh snapshot; an unreadable segment is a
+        :class:`StoreError` naming ``kaudit verify``; bad SQL a :class:`QueryError`.
+        """
         for attempt in (1, 2):
-            con = self.connect()
+            try:
+                con = self.connect()
+            except StoreError:
+                if attempt == 2:
+                    raise
+                continue
             try:
                 return con.sql(sql, params=params).to_arrow_table()
-            except duckdb.IOException as exc:
-                # A segment replaced by compaction or retention after our snapshot.
-                if attempt == 2:
-                    raise StoreError(
-                        f"{self.path}: query failed reading the store: {exc}"
-                    ) from None
             except duckdb.Error as exc:
-                raise QueryError(f"query failed: {exc}") from None
+                err = read_error(self.path, exc)
+                if isinstance(err, StoreError) and attempt == 1:
+                    continue
+                raise err from None
             finally:
                 con.close()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- the questions of kaudit.query.api, as methods ---------------------------
+
+    def find(self, **filters: Any) -> pa.Table:
+        """Events matching the CLI's filters (``user=``, ``verb=``, ``since=``...)."""
+        from kaudit.query import api
+
+        result: pa.Table = api.find(self, **filters)
+        return result
+
+    def history(self, obj: str, **kwargs: Any) -> pa.Table:
+        """Every request that touched ``KIND/NAME``, with diffs (see ``kaudit history``)."""
+        from kaudit.query import api
+
+        result: pa.Table = api.history(self, obj, **kwargs)
+        return result
+
+    def timeline(self, user: str, **kwargs: Any) -> pa.Table:
+        """What one identity did (see ``kaudit timeline``)."""
+        from kaudit.query import api
+
+        result: pa.Table = api.timeline(self, user, **kwargs)
+        return result
+
+    def counts(self, **kwargs: Any) -> dict[str, Any]:
+        """Counts by code, verb, user... (see ``kaudit stats``)."""
+        from kaudit.query import api
+
+        result: dict[str, Any] = api.stats(self, **kwargs)
+        return result
 
     def stats(self) -> StoreStats:
         snap = reader.snapshot(self.path)
@@ -106,6 +150,35 @@ class Store:
         return f"Store({str(self.path)!r})"
 
 
+#: What DuckDB says when a Parquet segment cannot be read (altered, truncated, gone).
+_UNREADABLE = (
+    "Failed to read file",
+    "No files found that match",
+    "don't know what type",
+    "Decompression failure",
+    "Corrupt",
+    "corrupt",
+    "Invalid Parquet",
+    "No magic bytes",
+)
+
+
+def read_error(root: Path, exc: BaseException) -> KauditError:
+    """A DuckDB error as the kaudit error a person can act on.
+
+    Unreadable segments become :class:`StoreError` (run ``kaudit verify``); anything
+    else (bad SQL, types) :class:`QueryError`.
+    """
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, duckdb.IOException) or any(m in text for m in _UNREADABLE):
+        return StoreError(
+            f"{root}: a segment of the store cannot be read (altered, corrupt or removed?): "
+            f"{first}; run `kaudit verify --store {root}` to find which"
+        )
+    return QueryError(f"query failed: {first}")
+
+
 def default_path() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
 
@@ -128,6 +201,11 @@ def open_store(
         ensure_dir(root)
         os.chmod(root, DIR_MODE)
         ensure_dir(root / EVENTS_DIR)
+    elif not create and not (root / EVENTS_DIR).is_dir():
+        raise StoreError(
+            f"{root}: not a kaudit store (no {EVENTS_DIR}/ directory); check --store "
+            "or $KAUDIT_STORE"
+        )
     return Store(root, settings)
 
 

@@ -65,8 +65,15 @@ def snapshot(root: Path) -> Snapshot:
     return Snapshot(state, tail, size)
 
 
-def connect(root: Path, snap: Snapshot | None = None) -> duckdb.DuckDBPyConnection:
-    """A new in-memory DuckDB connection with the view ``events`` defined."""
+def connect(
+    root: Path, snap: Snapshot | None = None, *, sandbox: bool = True
+) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection with the view ``events`` defined.
+
+    ``sandbox``: once the view exists, SQL can read and write no file outside the
+    store directory (no ``read_text('/etc/...')``, no ``COPY ... TO`` elsewhere), and
+    cannot turn that off again.
+    """
     snap = snap or snapshot(root)
     con = duckdb.connect(":memory:")
     con.register(TAIL_TABLE, snap.tail.cast(SCHEMA))
@@ -80,6 +87,11 @@ def connect(root: Path, snap: Snapshot | None = None) -> duckdb.DuckDBPyConnecti
         )
     else:
         con.execute(f"CREATE VIEW events AS {tail_sql}")
+    con.execute("SET TimeZone = 'UTC'")  # audit times are UTC; say so in every result
+    if sandbox:
+        con.execute(f"SET allowed_directories=[{_quote(str(root))}]")
+        con.execute("SET enable_external_access=false")
+        con.execute("SET lock_configuration=true")
     return con
 
 

@@ -440,12 +440,8 @@ def _jsonable(value: object) -> object:
 
 def run_sql(store: Any, sql: str, params: object, max_rows: int) -> dict[str, Any]:
     """Run ``sql`` on a fresh read-only connection: columns, rows, truncated."""
-    con = store.connect()
+    con = store.connect()  # sandboxed: the store's files only (kaudit.store.reader)
     try:
-        with contextlib.suppress(Exception):  # sandbox: the store's files only
-            con.execute(f"SET allowed_directories=[{_sql_str(str(store.path))}]")
-            con.execute("SET enable_external_access=false")
-            con.execute("SET lock_configuration=true")
         timer = threading.Timer(QUERY_TIMEOUT_SECS, con.interrupt)
         timer.start()
         try:
@@ -473,10 +469,6 @@ def run_sql(store: Any, sql: str, params: object, max_rows: int) -> dict[str, An
         "rows": rows[:max_rows],
         "truncated": truncated,
     }
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def query_routes(store: Any, auth: Authenticator, *, max_rows: int) -> list[Route]:
