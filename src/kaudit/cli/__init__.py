@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from kaudit import __version__
-from kaudit.errors import ConfigError, IntegrityError, KauditError, PolicyDecodeError
+from kaudit.errors import KauditError
 
 # name -> "module:attribute" (relative to kaudit.cli). A module that does not exist
 # yet is simply not offered.
@@ -77,12 +77,13 @@ def _module_exists(target: str) -> bool:
 
 
 def report_error(exc: KauditError) -> None:
-    """Print an error the way every kaudit command does: one problem per line."""
-    problems: list[str]
-    if isinstance(exc, ConfigError | IntegrityError | PolicyDecodeError):
-        problems = exc.problems
-    else:
-        problems = [str(exc)]
+    """Print an error the way every kaudit command does: one problem per line.
+
+    Errors that collect several problems (configuration, policy decoding, integrity,
+    rule sets) carry them in ``problems``.
+    """
+    found = getattr(exc, "problems", None)
+    problems = [str(p) for p in found] if isinstance(found, list) and found else [str(exc)]
     for p in problems:
         click.echo(f"error: {p}", err=True)
 
