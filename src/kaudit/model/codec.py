@@ -14,8 +14,11 @@ Decoding an apiserver-written line and encoding it again gives the same bytes.
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -111,6 +114,36 @@ def canonical_time(text: str | None) -> str | None:
 # --- decoding --------------------------------------------------------------------
 
 
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while decoding or flattening a batch.
+
+    Decoding allocates many small containers that stay alive (the batch), which
+    makes the collector scan everything alive again and again: with it paused,
+    decoding takes about a third of the time. Audit events hold no reference
+    cycles. Pauses nest and may overlap across threads; the collector comes back
+    (if it was on) when the last one ends.
+    """
+    global _gc_depth, _gc_was_enabled
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def decode_event(data: bytes | str, location: Location | None = None) -> Event:
     """Decode one audit event from JSON.
 
@@ -123,6 +156,14 @@ def decode_event(data: bytes | str, location: Location | None = None) -> Event:
         raise DecodeError(_describe(exc), location) from None
     except UnicodeDecodeError:
         ev = _decode_invalid_utf8(_EVENT_DECODER, data, location)
+    if ev.timestamp is UNSET and ev.metadata is UNSET:
+        # The common shapes, decided without the general checks of _normalise.
+        kind = ev.kind
+        if kind == "Event" and ev.api_version == API_VERSION:  # a log line
+            ev.kind = ev.api_version = UNSET
+            return ev
+        if kind is UNSET and ev.api_version is UNSET and ev.audit_id:  # a webhook item
+            return ev
     return _normalise(ev, location, present=lambda: _has_audit_id(_PRESENCE, data))
 
 
@@ -431,6 +472,7 @@ __all__ = [
     "encode_event_list",
     "events_to_jsonl",
     "format_micro",
+    "gc_paused",
     "parse_time",
     "to_micros",
 ]

@@ -20,6 +20,7 @@ Input formats (``fmt``):
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +29,8 @@ from typing import IO, Final, Protocol, cast
 
 from kaudit.errors import DecodeError, Location
 from kaudit.model import legacy
-from kaudit.model.codec import encode_event
-from kaudit.model.documents import Adapter, Record, iter_records
+from kaudit.model.codec import decode_event, encode_event, gc_paused
+from kaudit.model.documents import Adapter, Record, iter_records, parse_line
 from kaudit.sources import cloud
 from kaudit.sources.files import (
     READ_ERRORS,
@@ -43,6 +44,8 @@ from kaudit.sources.quarantine import Quarantine
 
 INPUT_FORMATS: Final = ("auto", "json", "legacy", *cloud.FORMATS)
 DEFAULT_BATCH_SIZE: Final = 10_000
+#: Bytes read at a time by the JSON Lines path (lines are split in bulk).
+READ_CHUNK_BYTES: Final = 4 * 1024 * 1024
 
 
 class AppendResultLike(Protocol):
@@ -112,7 +115,6 @@ def ingest(
     start = time.perf_counter()
     known = [i.size for i in inputs]
     total = sum(s for s in known if s is not None) if all(s is not None for s in known) else None
-    done_before = 0
     q_start = quarantine.count
 
     def send(batch: list[Record]) -> None:
@@ -122,6 +124,34 @@ def ingest(
         stats.stored += res.stored
         stats.duplicates += res.duplicates
 
+    # Parquet segments are written on a background thread while the next batches
+    # are decoded (a store Writer's option; restored when done).
+    background = getattr(writer, "flush_in_background", None)
+    if background is False:
+        setattr(writer, "flush_in_background", True)  # noqa: B010 - not part of Appender
+    try:
+        _ingest_inputs(inputs, stdin, fmt, quarantine, batch_size, send, progress, stats, total)
+    finally:
+        if background is False:
+            setattr(writer, "flush_in_background", False)  # noqa: B010
+    quarantine.flush()
+    stats.quarantined = quarantine.count - q_start
+    stats.elapsed_secs = time.perf_counter() - start
+    return stats
+
+
+def _ingest_inputs(
+    inputs: Sequence[Input],
+    stdin: IO[bytes] | None,
+    fmt: str,
+    quarantine: Quarantine,
+    batch_size: int,
+    send: Callable[[list[Record]], None],
+    progress: ProgressCallback | None,
+    stats: IngestStats,
+    total: int | None,
+) -> None:
+    done_before = 0
     for inp in inputs:
         try:
             opened = open_input(inp, stdin)
@@ -134,29 +164,30 @@ def ingest(
             while True:
                 batch: list[Record] = []
                 failed = False
-                try:
-                    # extend() keeps the items it got before an exception.
-                    batch.extend(islice(records, batch_size))
-                except READ_ERRORS as exc:
-                    # Keep what was read before the damage; report the input.
-                    failed = True
-                    stats.errors.append(
-                        ReadError(f"{inp.name}: cannot read: {describe_read_error(exc)}")
-                    )
-                if batch:
-                    send(batch)
-                    if progress is not None:
-                        position = done_before + opened.position()
-                        progress(Progress(inp.name, position, total, stats.read))
-                if failed or len(batch) < batch_size:
+                # A batch is decoded and stored with the cyclic GC paused: it would
+                # otherwise rescan the batch's live events over and over.
+                with gc_paused():
+                    try:
+                        # extend() keeps the items it got before an exception.
+                        batch.extend(islice(records, batch_size))
+                    except READ_ERRORS as exc:
+                        # Keep what was read before the damage; report the input.
+                        failed = True
+                        stats.errors.append(
+                            ReadError(f"{inp.name}: cannot read: {describe_read_error(exc)}")
+                        )
+                    if batch:
+                        send(batch)
+                    got = len(batch)
+                    del batch  # before the collector is back on
+                if got and progress is not None:
+                    position = done_before + opened.position()
+                    progress(Progress(inp.name, position, total, stats.read))
+                if failed or got < batch_size:
                     break
         done_before += inp.size or 0
         if progress is not None:
             progress(Progress(inp.name, done_before, total, stats.read))
-    quarantine.flush()
-    stats.quarantined = quarantine.count - q_start
-    stats.elapsed_secs = time.perf_counter() - start
-    return stats
 
 
 def _records(opened: Opened, fmt: str, quarantine: Quarantine) -> Iterator[Record]:
@@ -165,14 +196,110 @@ def _records(opened: Opened, fmt: str, quarantine: Quarantine) -> Iterator[Recor
     if fmt == "legacy":
         return _legacy_records(opened.stream, opened.name, on_error)
     adapters: Sequence[Adapter] = ()
-    stream = opened.stream
     if fmt == "auto":
         adapters = (cloud.adapter(None, on_error),)
-    elif fmt == "json":
-        stream = cast(IO[bytes], _NoLegacy(stream, opened.name, on_error))
-    else:
+    elif fmt != "json":
         adapters = (cloud.adapter([fmt], on_error),)
-    return iter_records(stream, opened.name, on_error, adapters)
+    return _json_lines(opened.stream, opened.name, on_error, adapters, no_legacy=fmt == "json")
+
+
+def _json_lines(
+    stream: IO[bytes],
+    source: str,
+    on_error: Callable[[DecodeError, bytes], None],
+    adapters: Sequence[Adapter],
+    *,
+    no_legacy: bool,
+) -> Iterator[Record]:
+    """The records of ``stream``, read in large chunks and split into lines in bulk.
+
+    Gives exactly what :func:`~kaudit.model.documents.iter_records` gives (it is its
+    fast path for JSON Lines): a line that is not a plain audit event (a legacy line,
+    an EventList, a cloud record, a bad line) goes through the same per-line parser,
+    and a pretty-printed or array document is handed to ``iter_records`` whole. Read
+    errors come after the records of every complete line read before them.
+    """
+    read = cast(Callable[[int], bytes], getattr(stream, "read1", stream.read))
+    rest = b""  # the start of a line whose end has not been read yet
+    lineno = 0
+    first = True
+    while True:
+        chunk, failure = _read_chunk(read)
+        if not chunk:
+            if failure is not None:
+                raise failure
+            lines = [rest] if rest else []
+            rest = b""
+        else:
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+        for i, line in enumerate(lines):
+            lineno += 1
+            if no_legacy and line[:1].isdigit() and legacy.is_legacy_line(line):
+                on_error(
+                    DecodeError(
+                        "a legacy audit line, but --format json reads only JSON "
+                        "(use --format legacy or auto)",
+                        Location(source, lineno),
+                    ),
+                    line.rstrip(b"\r"),
+                )
+                continue
+            if first:
+                if line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]
+                head = line.strip()
+                if not head:
+                    continue
+                first = False
+                if head.startswith(b"[") or not head.endswith((b"}", b"]")) and head[:1] in b"{[":
+                    # A pretty-printed or bare-array document: the general reader, from
+                    # this line on (the blank lines before it keep the numbering).
+                    replayed = b"".join(ln + b"\n" for ln in lines[i:])
+                    prefix = b"\n" * (lineno - 1) + replayed + rest
+                    docs: IO[bytes] = cast(IO[bytes], _Replay(prefix, stream, failure))
+                    if no_legacy:
+                        docs = cast(IO[bytes], _NoLegacy(docs, source, on_error))
+                    yield from iter_records(docs, source, on_error, adapters)
+                    return
+            data = line.rstrip(b"\r\n")
+            if (
+                data[:1] == b"{"
+                and not data.startswith(b'{"kind":"EventList"')
+                and b'"EventList"' not in data[:200]
+            ):
+                try:
+                    ev = decode_event(data)
+                except DecodeError:
+                    pass  # reported (or adapted) by the general parser below
+                else:
+                    yield Record(ev, data, source, lineno)
+                    continue
+            yield from parse_line(line, source, lineno, on_error, adapters)
+        if failure is not None:
+            raise failure
+        if not chunk:
+            return
+
+
+def _read_chunk(read: Callable[[int], bytes]) -> tuple[bytes, BaseException | None]:
+    """Up to :data:`READ_CHUNK_BYTES` (less at the end), and the error that stopped it.
+
+    Reads with ``read1`` where the stream has it, so that a damaged input (a
+    truncated gzip) costs only the bytes of its last small read.
+    """
+    parts: list[bytes] = []
+    got = 0
+    while got < READ_CHUNK_BYTES:
+        try:
+            part = read(READ_CHUNK_BYTES - got)
+        except READ_ERRORS as exc:
+            return b"".join(parts), exc
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts), None
 
 
 def _legacy_records(
@@ -201,6 +328,43 @@ def _legacy_records(
             on_error(err, data)
             continue
         yield Record(ev, encode_event(ev)[:-1], source, lineno)
+
+
+class _Replay:
+    """``prefix``, then the rest of ``stream`` (or the read error that stopped it).
+
+    Just what :func:`~kaudit.model.documents.iter_records` uses: line iteration and
+    ``read``.
+    """
+
+    def __init__(self, prefix: bytes, stream: IO[bytes], failure: BaseException | None) -> None:
+        self._buf = io.BytesIO(prefix)
+        self._stream = stream
+        self._failure = failure
+
+    def _more(self, readline: bool, n: int = -1) -> bytes:
+        if self._failure is not None:
+            raise self._failure
+        return self._stream.readline() if readline else self._stream.read(n)
+
+    def __iter__(self) -> _Replay:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self._buf.readline()
+        if not line.endswith(b"\n"):
+            line += self._more(True)
+        if not line:
+            raise StopIteration
+        return line
+
+    def read(self, n: int = -1) -> bytes:
+        head = self._buf.read(n)
+        if n < 0:
+            return head + self._more(False)
+        if len(head) < n:
+            head += self._more(False, n - len(head))
+        return head
 
 
 class _NoLegacy:

@@ -6,7 +6,8 @@ empty ``auditID`` are keyed on the MD5 of their raw bytes instead.
 
 Memory holds the keys of every stored event whose ``ts`` hour is at or after a
 watermark ``W`` (the newest hour seen minus ``dedup_window_secs``, raised further
-when ``dedup_max_keys`` is exceeded), plus the keys of the unflushed WAL. Events
+when ``dedup_max_keys`` is exceeded), plus the keys of every WAL file not yet
+flushed (one may be being written to segments while appends go to the next). Events
 of an hour before ``W`` — a re-imported old file — are checked with one DuckDB
 query over just the segments of the partitions their ts falls in. Events of one
 request arrive close in time, so live traffic is answered from memory.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kaudit.store.manifest import SegmentInfo
 from kaudit.store.segments import hour_of_partition, hours
@@ -30,18 +32,22 @@ _SEP = "\x1f"
 
 def keys_of(table: pa.Table) -> list[str]:
     """The dedup key of every row."""
-    ids = table["audit_id"].to_pylist()
-    stages = table["stage"].to_pylist()
-    out = [a + _SEP + s for a, s in zip(ids, stages, strict=True)]
-    if "" in ids:
+    ids = table["audit_id"]
+    joined = pc.binary_join_element_wise(ids, table["stage"], _SEP)
+    out: list[str] = joined.to_pylist()
+    if pc.any(pc.equal(ids, "")).as_py():
         events = table["event"]
-        for i, a in enumerate(ids):
+        for i, a in enumerate(ids.to_pylist()):
             if not a:
                 out[i] = "#" + hashlib.md5(events[i].as_py().encode()).hexdigest()
     return out
 
 
 _KEY_SQL = "CASE WHEN audit_id = '' THEN '#' || md5(event) ELSE audit_id || chr(31) || stage END"
+
+
+#: Keys of kept rows by hour: what :meth:`Deduper.check` returns for :meth:`Deduper.commit`.
+Kept = dict[int, list[str]]
 
 
 class Deduper:
@@ -51,7 +57,9 @@ class Deduper:
         self.max_keys = settings.dedup_max_keys
         self.watermark: int | None = None  # None: everything stored is in memory
         self.buckets: dict[int, set[str]] = {}
-        self.pending_old: set[str] = set()
+        # Keys (by hour) of every WAL file not yet flushed to segments, by its name:
+        # they are on no disk a check could read, whatever the watermark does.
+        self.unflushed: dict[str, dict[int, set[str]]] = {}
         self.disk_checks = 0
 
     # --- startup -------------------------------------------------------------------
@@ -86,44 +94,63 @@ class Deduper:
 
     def check(
         self, table: pa.Table, segments_for: Callable[[set[int]], list[str]]
-    ) -> tuple[pa.Array | None, list[tuple[int, str]]]:
-        """Which rows are new: (mask or None when all are, [(hour, key)] of the kept rows).
+    ) -> tuple[pa.Array | None, Kept]:
+        """Which rows are new: (mask or None when all are, the kept rows' keys by hour).
 
-        Nothing is remembered until :meth:`commit` (after the WAL write succeeded).
+        The first row of a key is kept unless the key is stored for its hour; later
+        rows of the same key in the batch are dropped. Nothing is remembered until
+        :meth:`commit` (after the WAL write succeeded). Set operations per hour do the
+        work; a loop over the rows runs only when something is dropped.
         """
         keys = keys_of(table)
-        hs = hours(table).to_pylist()
+        hs: list[int] = hours(table).to_pylist()
+        by_hour: Kept = {}
+        if hs and hs[0] == hs[-1] and min(hs) == max(hs):
+            by_hour[hs[0]] = keys
+        else:
+            for h, k in zip(hs, keys, strict=True):
+                ks = by_hour.get(h)
+                if ks is None:
+                    by_hour[h] = [k]
+                else:
+                    ks.append(k)
         wm = self.watermark
-        old_rows: list[int] = []
-        keep = [True] * len(keys)
+        stored: dict[int, set[str]] = {}  # keys already stored, by hour
+        old_hours: set[int] = set()
+        old_keys: list[str] = []
+        for h, ks in by_hour.items():
+            known: set[str] = set()
+            bucket = self.buckets.get(h)
+            if bucket and not bucket.isdisjoint(ks):
+                known.update(bucket.intersection(ks))
+            for wal in self.unflushed.values():
+                pending = wal.get(h)
+                if pending and not pending.isdisjoint(ks):
+                    known.update(pending.intersection(ks))
+            if known:
+                stored[h] = known
+            if wm is not None and h < wm:
+                old_hours.add(h)
+                old_keys.extend(k for k in ks if k not in known)
+        if old_keys:
+            found = self._on_disk(old_hours, old_keys, segments_for)
+            for h in old_hours:
+                hit = found.intersection(by_hour[h])
+                if hit:
+                    stored.setdefault(h, set()).update(hit)
+        if not stored and len(set(keys)) == len(keys):
+            return None, by_hour
+        keep: list[bool] = []
         seen: set[str] = set()
-        kept: list[tuple[int, str]] = []
-        for i, (k, h) in enumerate(zip(keys, hs, strict=True)):
-            if k in seen:
-                keep[i] = False
+        kept: Kept = {}
+        empty: set[str] = set()
+        for h, k in zip(hs, keys, strict=True):
+            if k in seen or k in stored.get(h, empty):
+                keep.append(False)
                 continue
             seen.add(k)
-            if wm is not None and h < wm:
-                if k in self.pending_old:
-                    keep[i] = False
-                else:
-                    old_rows.append(i)
-                continue
-            bucket = self.buckets.get(h)
-            if bucket is not None and k in bucket:
-                keep[i] = False
-        if old_rows:
-            stored = self._on_disk(
-                {hs[i] for i in old_rows}, [keys[i] for i in old_rows], segments_for
-            )
-            for i in old_rows:
-                if keys[i] in stored:
-                    keep[i] = False
-        for i, ok in enumerate(keep):
-            if ok:
-                kept.append((hs[i], keys[i]))
-        if all(keep):
-            return None, kept
+            keep.append(True)
+            kept.setdefault(h, []).append(k)
         return pa.array(keep, pa.bool_()), kept
 
     def _on_disk(
@@ -155,21 +182,28 @@ class Deduper:
             con.close()
         return set(found["k"].to_pylist())
 
-    def commit(self, kept: list[tuple[int, str]]) -> None:
+    def commit(self, kept: Kept, wal: str) -> None:
+        """Remember ``kept`` (from :meth:`check`), now durable in the WAL file ``wal``."""
         wm = self.watermark
         buckets = self.buckets
-        for h, k in kept:
-            if wm is not None and h < wm:
-                self.pending_old.add(k)
+        pending = self.unflushed.setdefault(wal, {})
+        for h, ks in kept.items():
+            p = pending.get(h)
+            if p is None:
+                pending[h] = set(ks)
             else:
+                p.update(ks)
+            if wm is None or h >= wm:
                 b = buckets.get(h)
                 if b is None:
-                    b = buckets[h] = set()
-                b.add(k)
+                    buckets[h] = set(ks)
+                else:
+                    b.update(ks)
 
-    def flushed(self) -> None:
-        """The WAL is on disk as segments: move the watermark and forget what it passed."""
-        self.pending_old.clear()
+    def flushed(self, wal: str) -> None:
+        """The WAL file ``wal`` is on disk as segments: forget its own keys, move the
+        watermark and forget what it passed (still-unflushed keys stay known)."""
+        self.unflushed.pop(wal, None)
         if self.buckets:
             newest = max(self.buckets)
             wm = newest - self.window_hours
@@ -189,11 +223,12 @@ class Deduper:
 
     @property
     def keys_in_memory(self) -> int:
-        return sum(len(b) for b in self.buckets.values()) + len(self.pending_old)
+        held = sum(len(b) for b in self.buckets.values())
+        return held + sum(len(s) for w in self.unflushed.values() for s in w.values())
 
 
 def mask_or_all(table: pa.Table, mask: pa.Array | None) -> pa.Table:
     return table if mask is None else table.filter(mask)
 
 
-__all__ = ["Deduper", "keys_of", "mask_or_all"]
+__all__ = ["Deduper", "Kept", "keys_of", "mask_or_all"]

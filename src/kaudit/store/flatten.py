@@ -1,8 +1,10 @@
 """Events to Arrow columns of the flat schema (:mod:`kaudit.query.schema`).
 
-The work per event is kept to attribute reads appended to Python lists; the
-Arrow arrays are built once per batch, and timestamps are parsed vectorised by
-Arrow's ISO 8601 cast (a per-value fallback handles anything unusual).
+The work is done column by column: one list comprehension of attribute reads
+per column, one Arrow conversion per column. Timestamps are parsed vectorised by
+Arrow's ISO 8601 cast (a per-value fallback handles anything unusual), and the
+raw bytes (``event``, the bodies) become Arrow strings with one UTF-8 check per
+column, never a Python ``str`` per event.
 
 ``ts`` is ``requestReceivedTimestamp``; when absent (or unparsable) the
 ``stageTimestamp``; when that is missing too, the time the event was ingested.
@@ -12,7 +14,6 @@ is parsed. ``event`` is :attr:`Record.raw`, the original line.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Iterable, Sequence
 from typing import Final
@@ -21,8 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from msgspec import UNSET
 
-from kaudit.model.codec import to_micros
+from kaudit.model.codec import gc_paused, to_micros
 from kaudit.model.documents import Record
+from kaudit.model.types import Event, ObjectReference, Status
 from kaudit.query.schema import COLUMNS
 
 _ARROW_TYPES: Final[dict[str, pa.DataType]] = {
@@ -39,6 +41,12 @@ SCHEMA: Final[pa.Schema] = pa.schema([pa.field(c.name, _ARROW_TYPES[c.sql_type])
 _DECISION: Final = "authorization.k8s.io/decision"
 _REASON: Final = "authorization.k8s.io/reason"
 _TS_TYPE: Final = pa.timestamp("us", tz="UTC")
+_ANNOTATIONS: Final = SCHEMA.field("annotations").type
+# Stand-ins for an absent objectRef / responseStatus: every field UNSET.
+_NO_REF: Final = ObjectReference()
+_NO_STATUS: Final = Status()
+_EMPTY: Final[list[str]] = []
+_EMPTY_MAP: Final[dict[str, str]] = {}
 
 
 def empty_table() -> pa.Table:
@@ -47,152 +55,94 @@ def empty_table() -> pa.Table:
 
 def flatten(records: Iterable[Record], cluster: str = "") -> pa.Table:
     """A table of the flat schema, one row per record, in order."""
-    # The loop allocates only short-lived containers: the cyclic GC would spend
-    # more time scanning the caller's live events than the loop itself takes.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _flatten(records, cluster)
-    finally:
-        if enabled:
-            gc.enable()
+    recs = records if isinstance(records, list) else list(records)
+    with gc_paused():
+        return flatten_events([r.event for r in recs], [r.raw for r in recs], cluster)
 
 
-def _flatten(records: Iterable[Record], cluster: str) -> pa.Table:
-    rrt: list[str | None] = []
-    sts: list[str | None] = []
-    audit_id: list[str] = []
-    stage: list[str] = []
-    level: list[str] = []
-    verb: list[str] = []
-    request_uri: list[str] = []
-    username: list[str] = []
-    groups: list[list[str]] = []
-    impersonated: list[str | None] = []
-    source_ip: list[str | None] = []
-    source_ips: list[list[str]] = []
-    user_agent: list[str | None] = []
-    api_group: list[str | None] = []
-    api_version: list[str | None] = []
-    resource: list[str | None] = []
-    subresource: list[str | None] = []
-    namespace: list[str | None] = []
-    name: list[str | None] = []
-    code: list[int | None] = []
-    status_reason: list[str | None] = []
-    status_message: list[str | None] = []
-    decision: list[str | None] = []
-    authz_reason: list[str | None] = []
-    annotations: list[list[tuple[str, str]]] = []
-    request_object: list[str | None] = []
-    response_object: list[str | None] = []
-    event: list[str] = []
+def flatten_events(events: Sequence[Event], raws: Sequence[bytes], cluster: str = "") -> pa.Table:
+    """A table of the flat schema from ``events`` and their original lines ``raws``.
 
-    no_ref = (None, None, None, None, None, None)
-    for rec in records:
-        ev = rec.event
-        rrt.append(ev.request_received_timestamp)
-        sts.append(ev.stage_timestamp)
-        audit_id.append(ev.audit_id)
-        stage.append(ev.stage)
-        level.append(ev.level)
-        verb.append(ev.verb)
-        request_uri.append(ev.request_uri)
-        u = ev.user
-        username.append(u.username if u.username is not UNSET else "")
-        groups.append(u.groups if u.groups is not UNSET else [])
-        imp = ev.impersonated_user
-        impersonated.append(
-            imp.username if imp is not UNSET and imp.username is not UNSET else None
-        )
-        ips = ev.source_ips
-        if ips is UNSET or not ips:
-            source_ip.append(None)
-            source_ips.append([])
-        else:
-            source_ip.append(ips[0])
-            source_ips.append(ips)
-        ua = ev.user_agent
-        user_agent.append(ua if ua is not UNSET else None)
-        ref = ev.object_ref
-        if ref is UNSET:
-            g, v, r, s, ns, nm = no_ref
-        else:
-            g = ref.api_group if ref.api_group is not UNSET else ("" if ref.resource else None)
-            v = ref.api_version if ref.api_version is not UNSET else None
-            r = ref.resource if ref.resource is not UNSET else None
-            s = ref.subresource if ref.subresource is not UNSET else None
-            ns = ref.namespace if ref.namespace is not UNSET and ref.namespace else None
-            nm = ref.name if ref.name is not UNSET and ref.name else None
-        api_group.append(g)
-        api_version.append(v)
-        resource.append(r)
-        subresource.append(s)
-        namespace.append(ns)
-        name.append(nm)
-        st = ev.response_status
-        if st is UNSET:
-            code.append(None)
-            status_reason.append(None)
-            status_message.append(None)
-        else:
-            code.append(st.code if st.code is not UNSET else None)
-            status_reason.append(st.reason if st.reason is not UNSET else None)
-            status_message.append(st.message if st.message is not UNSET else None)
-        ann = ev.annotations
-        if ann is UNSET or not ann:
-            decision.append(None)
-            authz_reason.append(None)
-            annotations.append([])
-        else:
-            decision.append(ann.get(_DECISION))
-            authz_reason.append(ann.get(_REASON))
-            annotations.append(list(ann.items()))
-        ro = ev.request_object
-        request_object.append(None if ro is UNSET else bytes(ro).decode())
-        so = ev.response_object
-        response_object.append(None if so is UNSET else bytes(so).decode())
-        event.append(rec.raw.decode())
+    One list comprehension per column (attribute reads only, no per-event branches
+    beyond absent values), then one Arrow conversion per column.
+    """
+    # The comprehensions allocate only short-lived containers: the cyclic GC would
+    # spend more time scanning the caller's live events than the work itself takes.
+    with gc_paused():
+        return _flatten(events, raws, cluster)
 
-    n = len(event)
-    stage_ts = _timestamps(sts)
-    ts = _timestamps(rrt)
-    if ts.null_count:
-        ts = pc.coalesce(ts, stage_ts, pa.scalar(time.time_ns() // 1000, _TS_TYPE))
+
+def _flatten(events: Sequence[Event], raws: Sequence[bytes], cluster: str) -> pa.Table:
+    n = len(events)
+    if len(raws) != n:
+        raise ValueError(f"flatten: {n} events but {len(raws)} raw lines")
     s = pa.string()
     strs = pa.list_(s)
+    unset = UNSET
+
+    users = [e.user for e in events]
+    imps = [e.impersonated_user for e in events]
+    ips = [e.source_ips for e in events]
+    refs = [_NO_REF if (r := e.object_ref) is unset else r for e in events]
+    sts = [_NO_STATUS if (st := e.response_status) is unset else st for e in events]
+    anns = [e.annotations for e in events]
+
+    stage_ts = _timestamps([e.stage_timestamp for e in events])
+    ts = _timestamps([e.request_received_timestamp for e in events])
+    if ts.null_count:
+        ts = pc.coalesce(ts, stage_ts, pa.scalar(time.time_ns() // 1000, _TS_TYPE))
+
     columns = [
         ts,
         stage_ts,
-        pa.array(audit_id, s),
-        pa.array(stage, s),
-        pa.array(level, s),
-        pa.array(verb, s),
-        pa.array(request_uri, s),
-        pa.array(username, s),
-        pa.array(groups, strs),
-        pa.array(impersonated, s),
-        pa.array(source_ip, s),
-        pa.array(source_ips, strs),
-        pa.array(user_agent, s),
-        pa.array(api_group, s),
-        pa.array(api_version, s),
-        pa.array(resource, s),
-        pa.array(subresource, s),
-        pa.array(namespace, s),
-        pa.array(name, s),
-        pa.array(code, pa.int32()),
-        pa.array(status_reason, s),
-        pa.array(status_message, s),
-        pa.array(decision, s),
-        pa.array(authz_reason, s),
-        pa.array(annotations, SCHEMA.field("annotations").type),
-        pa.array(request_object, s),
-        pa.array(response_object, s),
+        pa.array([e.audit_id for e in events], s),
+        pa.array([e.stage for e in events], s),
+        pa.array([e.level for e in events], s),
+        pa.array([e.verb for e in events], s),
+        pa.array([e.request_uri for e in events], s),
+        pa.array(["" if (un := u.username) is unset else un for u in users], s),
+        pa.array([_EMPTY if (g := u.groups) is unset else g for u in users], strs),
+        pa.array(
+            [None if i is unset or (iu := i.username) is unset else iu for i in imps],
+            s,
+        ),
+        pa.array([x[0] if x else None for x in ips], s),
+        pa.array([x if x else _EMPTY for x in ips], strs),
+        pa.array([None if (ua := e.user_agent) is unset else ua for e in events], s),
+        pa.array(
+            [
+                ag if (ag := r.api_group) is not unset else ("" if r.resource else None)
+                for r in refs
+            ],
+            s,
+        ),
+        pa.array([None if (av := r.api_version) is unset else av for r in refs], s),
+        pa.array([None if (rs := r.resource) is unset else rs for r in refs], s),
+        pa.array([None if (sr := r.subresource) is unset else sr for r in refs], s),
+        pa.array([ns if (ns := r.namespace) else None for r in refs], s),
+        pa.array([nm if (nm := r.name) else None for r in refs], s),
+        pa.array([None if (cd := st.code) is unset else cd for st in sts], pa.int32()),
+        pa.array([None if (sn := st.reason) is unset else sn for st in sts], s),
+        pa.array([None if (sm := st.message) is unset else sm for st in sts], s),
+        pa.array([a.get(_DECISION) if a else None for a in anns], s),
+        pa.array([a.get(_REASON) if a else None for a in anns], s),
+        pa.array([a if a else _EMPTY_MAP for a in anns], _ANNOTATIONS),
+        _text([None if (ro := e.request_object) is unset else memoryview(ro) for e in events]),
+        _text([None if (so := e.response_object) is unset else memoryview(so) for e in events]),
         pa.repeat(pa.scalar(cluster, s), n) if n else pa.array([], s),
-        pa.array(event, s),
+        _text(raws),
     ]
     return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def _text(values: Sequence[bytes | memoryview | None]) -> pa.Array:
+    """UTF-8 bytes as an Arrow string array, validated in one pass (no Python str)."""
+    arr = pa.array(values, pa.binary())
+    try:
+        return arr.cast(pa.string())
+    except pa.ArrowInvalid:
+        # Not UTF-8: fail the way decoding each value would, naming the bytes.
+        return pa.array([None if v is None else bytes(v).decode() for v in values], pa.string())
 
 
 def _timestamps(values: Sequence[str | None]) -> pa.Array:
@@ -214,4 +164,4 @@ def _timestamps(values: Sequence[str | None]) -> pa.Array:
     return pa.array(out, pa.int64()).cast(_TS_TYPE)
 
 
-__all__ = ["SCHEMA", "empty_table", "flatten"]
+__all__ = ["SCHEMA", "empty_table", "flatten", "flatten_events"]

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from kaudit.errors import StoreError
-from kaudit.model.codec import encode_event
+from kaudit.model.codec import encode_event, gc_paused
 from kaudit.model.documents import Record
 from kaudit.model.types import Event
 from kaudit.store.dedup import Deduper, mask_or_all
-from kaudit.store.flatten import flatten
+from kaudit.store.flatten import flatten, flatten_events
 from kaudit.store.layout import EVENTS_DIR, TMP_PREFIX, WAL_DIR, ensure_dir, fsync_dir, new_id
 from kaudit.store.lock import WriterLock
-from kaudit.store.manifest import Manifest
+from kaudit.store.manifest import Manifest, SegmentInfo
 from kaudit.store.reader import wal_files
 from kaudit.store.segments import partition_of, write_segments
 from kaudit.store.wal import WalFile, encode_frame, read_wal
@@ -52,12 +52,21 @@ class AppendResult:
 
 
 class Writer:
-    """Holds the single-writer lock from creation until :meth:`close`."""
+    """Holds the single-writer lock from creation until :meth:`close`.
+
+    ``flush_in_background``: when True, a flush that is due (by size or age) writes
+    the segments on a background thread while appends go on into a new WAL file
+    (Parquet encoding releases the GIL, so decoding and encoding overlap on two
+    cores, and an append never waits for a flush unless the WAL has grown to twice
+    ``flush_max_bytes`` meanwhile). :meth:`flush` and :meth:`close` are always
+    synchronous. ``kaudit serve`` and ``kaudit ingest`` turn it on.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.root: Path = store.path
         self.settings = store.settings
+        self.flush_in_background = False
         self._mutex = threading.RLock()
         self._lock = WriterLock(self.root)
         self._closed = False
@@ -69,6 +78,11 @@ class Writer:
             self._pending: list[pa.Table] = []
             self._pending_since: float | None = None
             self._flush_failed_at: float | None = None
+            # WAL files closed for appending whose segments are not in the manifest
+            # yet: being written in the background, or waiting for a retry.
+            self._closed_wals: list[tuple[Path, pa.Table]] = []
+            self._flushing: threading.Thread | None = None
+            self._flush_error: BaseException | None = None
             self._recover()
             self.dedup.warm(list(self.manifest.state.segments.values()))
             self._wal = WalFile(self.root / WAL_DIR / f"{new_id()}.wal")
@@ -83,18 +97,24 @@ class Writer:
 
     def append(self, records: Iterable[Record], *, cluster: str = "") -> AppendResult:
         """Store ``records``; durable (fsynced) when this returns."""
-        table = flatten(records, cluster)
-        return self._append_table(table)
+        with gc_paused():
+            table = flatten(records, cluster)
+            return self._append_table(table)
 
     def append_events(self, events: Iterable[Event], *, cluster: str = "") -> AppendResult:
         """Store events; ``event`` is their exact apiserver encoding."""
-        recs = (Record(ev, encode_event(ev)[:-1], "", 0) for ev in events)
-        return self.append(recs, cluster=cluster)
+        with gc_paused():
+            evs = list(events)
+            table = flatten_events(evs, [encode_event(ev)[:-1] for ev in evs], cluster)
+            return self._append_table(table)
 
     def _append_table(self, table: pa.Table) -> AppendResult:
         received = table.num_rows
         if received == 0:
             return AppendResult(0, 0, 0)
+        busy = self._flushing
+        if busy is not None and self._wal.size >= 2 * self.settings.flush_max_bytes:
+            busy.join()  # the background flush has fallen behind: wait for it
         with self._mutex:
             self._check_open()
             mask, kept = self.dedup.check(table, self._segments_for_hours)
@@ -102,7 +122,7 @@ class Writer:
             stored = table.num_rows
             if stored:
                 self._wal.append(encode_frame(table))
-                self.dedup.commit(kept)
+                self.dedup.commit(kept, self._wal.path.name)
                 self._pending.append(table)
                 if self._pending_since is None:
                     self._pending_since = time.monotonic()
@@ -120,6 +140,8 @@ class Writer:
     # --- flushing ------------------------------------------------------------------
 
     def _due(self) -> bool:
+        if self._closed_wals:
+            return True  # a failed flush, to retry
         if not self._pending:
             return False
         if self._wal.size >= self.settings.flush_max_bytes:
@@ -127,11 +149,34 @@ class Writer:
         since = self._pending_since
         return since is not None and time.monotonic() - since >= self.settings.flush_max_age_secs
 
+    def _reap(self) -> None:
+        """Collect the outcome of a finished background flush."""
+        t = self._flushing
+        if t is None or t.is_alive():
+            return
+        self._flushing = None
+        exc, self._flush_error = self._flush_error, None
+        if exc is not None:
+            self._flush_failed_at = time.monotonic()
+            log.warning("store flush failed (will retry): %s", exc)
+
     def _maybe_flush(self) -> None:
-        if not self._due():
+        self._reap()
+        if self._flushing is not None or not self._due():
             return
         failed = self._flush_failed_at
         if failed is not None and time.monotonic() - failed < _FLUSH_RETRY_SECS:
+            return
+        if self.flush_in_background:
+            self._rotate()
+            t = threading.Thread(
+                target=self._flush_closed_in_background,
+                args=(list(self._closed_wals),),
+                name="kaudit-store-segments",
+                daemon=True,
+            )
+            self._flushing = t
+            t.start()
             return
         try:
             self._flush()
@@ -148,21 +193,56 @@ class Writer:
 
     def flush(self) -> None:
         """Write the WAL's batches to Parquet segments now."""
-        with self._mutex:
-            self._check_open()
-            self._flush()
+        self._quiesced(self._flush, check=True)
 
-    def _flush(self) -> None:
+    def _quiesced(self, fn: Callable[[], None], *, check: bool) -> None:
+        """Run ``fn`` under the mutex once no background flush is running."""
+        while True:
+            with self._mutex:
+                if check:
+                    self._check_open()
+                t = self._flushing
+                if t is None or not t.is_alive():
+                    self._reap()
+                    fn()
+                    return
+            t.join()
+
+    def _rotate(self) -> None:
+        """Close the WAL file for appending (keeping its batches for the flush)."""
         if not self._pending:
             return
         table = pa.concat_tables(self._pending)
-        self._flush_wal(self._wal.path, table)
         self._wal.close()
+        self._closed_wals.append((self._wal.path, table))
         self._pending = []
         self._pending_since = None
-        self._flush_failed_at = None
-        self.dedup.flushed()
         self._wal = WalFile(self.root / WAL_DIR / f"{new_id()}.wal")
+
+    def _flush(self) -> None:
+        self._rotate()
+        for path, table in list(self._closed_wals):
+            infos = write_segments(self.root, path.stem, table, self.settings)
+            self._record_flush(path, table, infos)
+        self._flush_failed_at = None
+
+    def _flush_closed_in_background(self, items: list[tuple[Path, pa.Table]]) -> None:
+        try:
+            for path, table in items:
+                infos = write_segments(self.root, path.stem, table, self.settings)
+                with self._mutex:
+                    self._record_flush(path, table, infos)
+            with self._mutex:
+                self._flush_failed_at = None
+        except BaseException as exc:  # reported by _reap on the appending side
+            self._flush_error = exc
+
+    def _record_flush(self, path: Path, table: pa.Table, infos: list[SegmentInfo]) -> None:
+        """Segments written: record them, forget the WAL file, apply retention."""
+        self.manifest.append("flush", add=infos, wal=path.name, rows=table.num_rows)
+        _unlink(path)
+        self._closed_wals = [(p, t) for p, t in self._closed_wals if p != path]
+        self.dedup.flushed(path.name)
         if self.settings.retention_keep_days > 0:
             from kaudit.store.retention import apply_retention
 
@@ -222,20 +302,24 @@ class Writer:
 
     def close(self) -> None:
         """Flush what is pending and release the lock."""
-        with self._mutex:
-            if self._closed:
-                return
-            self._stop.set()
-            try:
-                self._flush()
-            finally:
-                self._closed = True
-                self._wal.close()
-                if not self._pending:
-                    _unlink(self._wal.path, missing_ok=True)
-                self._lock.release()
+        if self._closed:
+            return
+        self._stop.set()
+        self._quiesced(self._close, check=False)
         if self._ticker is not threading.current_thread():
             self._ticker.join(timeout=5)
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._flush()
+        finally:
+            self._closed = True
+            self._wal.close()
+            if not self._pending:
+                _unlink(self._wal.path, missing_ok=True)
+            self._lock.release()
 
     def __enter__(self) -> Writer:
         return self

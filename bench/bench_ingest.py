@@ -1,0 +1,166 @@
+"""Ingest throughput: a JSON audit log into the store, end to end, and where the time goes.
+
+    .venv/bin/python bench/bench_ingest.py                 # 1M events of generated traffic
+    .venv/bin/python bench/bench_ingest.py --events 200000 --sample 100000
+
+The log comes from :mod:`kaudit.traffic` (cached in ``bench/.cache``) and is written to a
+temporary file (not timed). Then, each into a fresh store:
+
+* ``file -> store``: :func:`kaudit.sources.importer.ingest`, what ``kaudit ingest`` runs
+  (read, decode, flatten, dedup, WAL fsync, Parquet segments, manifest);
+* ``Writer.append(records)``: the Python API, records read with
+  :func:`kaudit.model.documents.iter_records` (the path ``kaudit serve``'s transforms use);
+
+and finally the stages one by one over a sample (decode, flatten, WAL frame, Parquet
+segment). Every figure is CPU seconds of this process (all its threads) and wall seconds:
+on a shared machine wall time mostly measures the neighbours, so the load average is
+printed too. Prints figures; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Timing, machine_line, traffic_lines  # noqa: E402
+from kaudit.model.documents import Record, iter_records  # noqa: E402
+from kaudit.sources.files import Input  # noqa: E402
+from kaudit.sources.importer import ingest  # noqa: E402
+from kaudit.sources.quarantine import Quarantine  # noqa: E402
+from kaudit.store import StoreSettings, open_store  # noqa: E402
+from kaudit.store.flatten import flatten  # noqa: E402
+from kaudit.store.segments import encode_segment  # noqa: E402
+from kaudit.store.wal import encode_frame  # noqa: E402
+
+
+def timed(fn: Callable[[], object]) -> tuple[Timing, object]:
+    gc.collect()
+    c0, w0 = time.process_time(), time.perf_counter()
+    out = fn()
+    return Timing(time.process_time() - c0, time.perf_counter() - w0), out
+
+
+def load() -> str:
+    try:
+        return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "load ?"
+
+
+def line(what: str, n: int, t: Timing, extra: str = "") -> None:
+    print(
+        f"  {what:<34} {n / t.wall:>9,.0f} events/s wall  {n / t.cpu:>9,.0f} events/s CPU  "
+        f"({t.cpu * 1e6 / n:6.2f} µs/event CPU; {t.cpu:6.1f} s CPU, {t.wall:6.1f} s wall; "
+        f"{load()}){extra}"
+    )
+
+
+def batches(path: Path, size: int) -> Iterator[list[Record]]:
+    with open(path, "rb") as f:
+        batch: list[Record] = []
+        for rec in iter_records(f, str(path)):
+            batch.append(rec)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--batch", type=int, default=10_000, help="events per append")
+    ap.add_argument("--sample", type=int, default=200_000, help="events for the breakdown")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-cache", action="store_true", help="regenerate the traffic")
+    ap.add_argument("--skip-api", action="store_true", help="only file -> store")
+    args = ap.parse_args()
+
+    print(machine_line())
+    tmp = Path(tempfile.mkdtemp(prefix="kaudit-bench-ingest-"))
+    try:
+        log = tmp / "audit.log"
+        lines = traffic_lines(args.events, args.seed, cache=not args.no_cache)
+        with log.open("wb") as f:
+            f.writelines(lines)
+        size = log.stat().st_size
+        n = len(lines)
+        sample = [ln.rstrip(b"\n") for ln in lines[: args.sample]]
+        del lines
+        print(f"input: {n:,} events, {size / 1e6:,.0f} MB JSON Lines ({size / n:,.0f} B/event)\n")
+
+        print("end to end (fresh store each):")
+        store = open_store(tmp / "store-ingest", settings=StoreSettings())
+
+        def run_ingest() -> int:
+            with store.writer() as w, Quarantine(None) as q:
+                st = ingest([Input(str(log), log, size=size)], w, q, batch_size=args.batch)
+            return st.stored
+
+        t, stored = timed(run_ingest)
+        stats = store.stats()
+        line("file -> store (kaudit ingest)", n, t)
+        print(
+            f"    stored {stored:,} events in {stats.segments} segments, "
+            f"{stats.bytes / 1e6:,.1f} MB: 1/{size / max(stats.bytes, 1):.1f} of the JSON log"
+        )
+        shutil.rmtree(store.path)
+
+        if not args.skip_api:
+            store = open_store(tmp / "store-api", settings=StoreSettings())
+
+            def run_api() -> int:
+                total = 0
+                with store.writer() as w:
+                    for b in batches(log, args.batch):
+                        total += w.append(b).stored
+                return total
+
+            t, stored = timed(run_api)
+            line("Writer.append(iter_records)", n, t)
+            shutil.rmtree(store.path)
+
+        print(f"\nstages over {len(sample):,} events (batches of {args.batch:,}):")
+        m = len(sample)
+
+        def decode() -> list[list[Record]]:
+            out: list[list[Record]] = []
+            for i in range(0, m, args.batch):
+                chunk = b"\n".join(sample[i : i + args.batch]) + b"\n"
+                import io
+
+                out.append(list(iter_records(io.BytesIO(chunk), "sample")))
+            return out
+
+        t, recs = timed(decode)
+        line("decode (iter_records)", m, t)
+        assert isinstance(recs, list)
+        t, tables = timed(lambda: [flatten(b) for b in recs])
+        line("flatten", m, t)
+        assert isinstance(tables, list)
+        t, frames = timed(lambda: [encode_frame(tb) for tb in tables])
+        assert isinstance(frames, list)
+        wal_mb = sum(len(f) for f in frames) / 1e6
+        line("WAL frame (encode_frame)", m, t, f" {wal_mb:,.0f} MB")
+        import pyarrow as pa
+
+        whole = pa.concat_tables(tables)
+        t, seg = timed(lambda: encode_segment(whole, StoreSettings()))
+        assert isinstance(seg, bytes)
+        line("Parquet segment (encode_segment)", m, t, f" {len(seg) / 1e6:,.1f} MB")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
