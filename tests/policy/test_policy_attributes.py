@@ -7,6 +7,7 @@ import pytest
 
 from kaudit.model import decode_event
 from kaudit.policy import Attributes, User, from_event, from_http
+from kaudit.policy.attributes import RequestInfoError
 
 # method, url, verb, group, version, namespace, resource, subresource, name
 SUCCESS = [
@@ -149,9 +150,10 @@ def test_delete_with_field_selector_name_is_delete() -> None:
     assert (a.verb, a.name) == ("deletecollection", "")
 
 
-def test_watch_verb_in_path_without_resource_is_still_resource_request() -> None:
-    a = from_http("GET", "/api/v1/watch")
-    assert a.resource_request and a.resource == "" and a.api_version == "v1"
+def test_watch_verb_in_path_without_resource_is_refused_as_upstream() -> None:
+    for url in ("/api/v1/watch", "/apis/apps/v1/proxy/"):
+        with pytest.raises(RequestInfoError, match="unable to determine kind and namespace"):
+            from_http("GET", url)
 
 
 def test_user_is_kept() -> None:

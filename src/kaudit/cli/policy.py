@@ -24,7 +24,14 @@ import msgspec
 
 from kaudit.errors import DecodeError, InputError, Location, PolicyDecodeError
 from kaudit.model import LEVELS, Event, decode_event, encode_event
-from kaudit.policy.attributes import JSON_KEYS, Attributes, User, from_event, from_http
+from kaudit.policy.attributes import (
+    JSON_KEYS,
+    Attributes,
+    RequestInfoError,
+    User,
+    from_event,
+    from_http,
+)
 from kaudit.policy.evaluate import Decision, Evaluator
 from kaudit.policy.loader import LENIENT_HINT, decode_policy, decode_problems_are_lenient
 from kaudit.policy.shape import apply as apply_policy
@@ -181,6 +188,9 @@ def _parse_line(data: bytes, loc: Location) -> Attributes:
         raise _LineError(
             "expected a JSON object: request attributes, an HTTP request or an audit Event"
         )
+    if ("method" in obj) != ("url" in obj) and not (obj.keys() & _EVENT_KEYS):
+        missing = "url" if "method" in obj else "method"
+        raise _LineError(f"{missing}: required for an HTTP request (method, url, user)")
     if "method" in obj and "url" in obj:
         extra = set(obj) - {"method", "url", "user"}
         if extra:
@@ -192,7 +202,10 @@ def _parse_line(data: bytes, loc: Location) -> Attributes:
             raise _LineError('method: expected an HTTP method such as "GET"')
         if not isinstance(url, str):
             raise _LineError('url: expected a string such as "/api/v1/pods"')
-        return from_http(method, url, _parse_user(obj.get("user"), "user"))
+        try:
+            return from_http(method, url, _parse_user(obj.get("user"), "user"))
+        except RequestInfoError as exc:
+            raise _LineError(exc.detail) from None
     if obj.get("kind") == "Event" or not _EVENT_KEYS.isdisjoint(obj):
         try:
             return from_event(decode_event(data, loc))

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from msgspec import UNSET
 
+from kaudit.errors import InputError
 from kaudit.model.types import Event
 
 #: kube-apiserver's API prefixes; ``api`` is the group-less (legacy) one.
@@ -124,23 +125,33 @@ def _s(v: object) -> str:
     return v if isinstance(v, str) else ""
 
 
+class RequestInfoError(InputError):
+    """A request the apiserver refuses before auditing (RequestInfo fails: HTTP 500)."""
+
+
 def from_http(method: str, url: str, user: User | None = None) -> Attributes:
     """The attributes of an HTTP request: the apiserver's RequestInfo (spec 7.1).
 
-    ``url`` is a request target (``/api/v1/pods?watch=1``) or a full URL. A malformed
-    verb-in-path (``/api/v1/watch``) is still a resource request with what was parsed,
-    as the apiserver's RequestInfo reports it.
+    ``url`` is a request target (``/api/v1/pods?watch=1``) or a full URL. A verb-in-path
+    with nothing after it (``/api/v1/watch``) raises :class:`RequestInfoError`: the
+    apiserver's RequestInfo fails there and the request is answered 500 before the
+    audit filter runs, so no policy is evaluated and no event is written.
     """
     split = urlsplit(url)
     path = unquote(split.path)
     query = split.query
     info = _request_info(method, path, query)
+    if info is None:
+        raise RequestInfoError(
+            f"{method} {url}: unable to determine kind and namespace from url (the apiserver "
+            "answers 500 before auditing: no policy is evaluated, no event is written)"
+        )
     return Attributes(user, *info)
 
 
 def _request_info(
     method: str, path: str, query: str
-) -> tuple[str, str, str, str, str, str, str, str, bool]:
+) -> tuple[str, str, str, str, str, str, str, str, bool] | None:
     verb = method.lower()
     parts = _split_path(path)
     if len(parts) < 3 or parts[0] not in API_PREFIXES:
@@ -157,8 +168,7 @@ def _request_info(
     parts = parts[1:]
     if parts[0] in _SPECIAL_VERBS:
         if len(parts) < 2:
-            # RequestInfo reports an error with what it has; the request is refused.
-            return verb, "", group, version, "", "", "", path, True
+            return None  # RequestInfo fails; the apiserver refuses the request (500)
         verb = parts[0]
         parts = parts[1:]
     else:
