@@ -210,6 +210,7 @@ def _json_lines(
     adapters: Sequence[Adapter],
     *,
     no_legacy: bool,
+    chunk_bytes: int = READ_CHUNK_BYTES,
 ) -> Iterator[Record]:
     """The records of ``stream``, read in large chunks and split into lines in bulk.
 
@@ -224,7 +225,7 @@ def _json_lines(
     lineno = 0
     first = True
     while True:
-        chunk, failure = _read_chunk(read)
+        chunk, failure = _read_chunk(read, chunk_bytes)
         if not chunk:
             if failure is not None:
                 raise failure
@@ -282,17 +283,17 @@ def _json_lines(
             return
 
 
-def _read_chunk(read: Callable[[int], bytes]) -> tuple[bytes, BaseException | None]:
-    """Up to :data:`READ_CHUNK_BYTES` (less at the end), and the error that stopped it.
+def _read_chunk(read: Callable[[int], bytes], size: int) -> tuple[bytes, BaseException | None]:
+    """Up to ``size`` bytes (less at the end), and the error that stopped the reading.
 
     Reads with ``read1`` where the stream has it, so that a damaged input (a
     truncated gzip) costs only the bytes of its last small read.
     """
     parts: list[bytes] = []
     got = 0
-    while got < READ_CHUNK_BYTES:
+    while got < size:
         try:
-            part = read(READ_CHUNK_BYTES - got)
+            part = read(size - got)
         except READ_ERRORS as exc:
             return b"".join(parts), exc
         if not part:
