@@ -242,6 +242,14 @@ def test_metadata_unknown_field() -> None:
     assert p == 'policy.yaml:3:12: metadata.nmae: unknown field "nmae" (did you mean "name"?)'
 
 
-def test_non_string_scalars_are_kept_as_text() -> None:
-    pol = decode_policy(HEAD + "rules:\n- level: None\n  namespaces: [123, null]\n")
-    assert pol.rules[0].namespaces == ("123", "")
+def test_numbers_and_booleans_are_not_strings_as_in_the_apiserver() -> None:
+    # The apiserver turns YAML into JSON first: 123 stays a number and does not decode
+    # into a string field; null decodes to "" (Go's encoding/json).
+    with pytest.raises(PolicyDecodeError) as err:
+        decode_policy(HEAD + "rules:\n- level: 5\n  namespaces: [123, null, '7']\n")
+    assert err.value.problems == [
+        '<policy>:4:10: rules[0].level: expected a string, got a number "5"',
+        '<policy>:5:16: rules[0].namespaces[0]: expected a string, got a number "123"',
+    ]
+    pol = decode_policy(HEAD + "rules:\n- level: None\n  namespaces: [null, '7']\n")
+    assert pol.rules[0].namespaces == ("", "7")

@@ -70,6 +70,7 @@ _OBJECT_META_FIELDS = (
 _OWNERS = {"": "Policy", "rule": "PolicyRule", "gr": "GroupResources", "meta": "ObjectMeta"}
 
 _NULL = "tag:yaml.org,2002:null"
+_STR = "tag:yaml.org,2002:str"
 _BOOL = "tag:yaml.org,2002:bool"
 _T = TypeVar("_T")
 
@@ -251,8 +252,10 @@ class _Decoder:
     def string(self, node: yaml.Node | None, path: str) -> str:
         if node is None or _is_null(node):
             return ""
-        if isinstance(node, yaml.ScalarNode):
+        if isinstance(node, yaml.ScalarNode) and node.tag == _STR:
             return str(node.value)
+        # As the apiserver: YAML becomes JSON, and a number or boolean does not decode
+        # into a string field (quote it: "5").
         self.problem(node, path, f"expected a string, got {_describe(node)}")
         return ""
 
