@@ -35,7 +35,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from kaudit.errors import DecodeError, KauditError, Location, StoreError, StoreFullError
-from kaudit.model.codec import decode_event, encode_event
+from kaudit.model.codec import decode_event, encode_event, gc_paused
 from kaudit.model.documents import Record
 from kaudit.web.auth import Authenticator
 from kaudit.web.errors import HTTPError
@@ -120,6 +120,11 @@ def decode_body(body: bytes, source: str = "webhook") -> DecodedBody:
         raise DecodeError(f"malformed JSON: {exc}", loc) from None
     except UnicodeDecodeError as exc:
         raise DecodeError(f"not UTF-8: invalid byte at offset {exc.start}", loc) from None
+    with gc_paused():  # the decoded events stay alive: no GC rescans meanwhile
+        return _decode_items(body, items, loc, source)
+
+
+def _decode_items(body: bytes, items: list[msgspec.Raw], loc: Location, source: str) -> DecodedBody:
     out = DecodedBody()
     utf8 = _is_utf8(body)
     for i, item in enumerate(items):

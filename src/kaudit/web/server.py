@@ -40,6 +40,7 @@ from starlette.routing import BaseRoute, Route
 
 from kaudit.config import ServeConfig, import_transform, resolve_store_path
 from kaudit.errors import ConfigError, KauditError, StoreError, StoreFullError
+from kaudit.model.codec import gc_paused
 from kaudit.model.documents import Record
 from kaudit.sources.webhook import AppendResultLike, Sink, WebhookEndpoint, WebhookLimits
 from kaudit.web.auth import Authenticator
@@ -107,6 +108,10 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="kaudit-commit", daemon=True)
         self.last_error: BaseException | None = None
         self.disk_full = False
+        # A store Writer can write Parquet segments on a background thread: an
+        # acknowledgement then never waits for a flush (only for its WAL fsync).
+        if getattr(writer, "flush_in_background", None) is False:
+            setattr(writer, "flush_in_background", True)  # noqa: B010 - not in WriterLike
 
     @property
     def pending(self) -> int:
@@ -191,6 +196,12 @@ class GroupCommitter:
         return records
 
     def _commit(self, group: list[_Batch]) -> None:
+        # Transforms and flattening allocate many short-lived containers next to the
+        # group's live events: the cyclic GC would rescan them over and over.
+        with gc_paused():
+            self._commit_group(group)
+
+    def _commit_group(self, group: list[_Batch]) -> None:
         by_cluster: dict[str, list[tuple[_Batch, list[Record]]]] = {}
         for batch in group:
             out = self._transform(batch)
