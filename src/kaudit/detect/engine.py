@@ -11,6 +11,8 @@ restart. For the same events, in order, both give the same alerts (same ids).
 from __future__ import annotations
 
 import os
+import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import pyarrow.compute as pc
 
 from kaudit.detect.alert import Alert, AlertStore, alert_id, fmt_ts
 from kaudit.detect.flat import SCHEMA, table_from_records
+from kaudit.detect.prefilter import Atom, prefilter_of
 from kaudit.detect.rule import Rule
 from kaudit.detect.sql import (
     ENTITY_COLUMNS,
@@ -30,6 +33,8 @@ from kaudit.detect.sql import (
     hunt_sql,
     install_macros,
     list_sql,
+    reads_pod_spec,
+    rule_sql_texts,
     source_sql,
     suppress_of,
 )
@@ -168,11 +173,76 @@ class _Compiled:
         return inner, outer
 
 
+class _Group:
+    """Rules evaluated by one query per batch, over the rows their prefilters keep."""
+
+    def __init__(self, compiled: list[_Compiled]) -> None:
+        self.c = compiled
+        self.prefilters = [prefilter_of(c.rule) for c in compiled]
+        self.pod_spec = any(reads_pod_spec(c.rule) for c in compiled)
+        self.sql = _group_sql(compiled, self.pod_spec)
+        words = set(_WORD.findall(self.sql))
+        self.columns = [n for n in SCHEMA.names if n in words or n in _ALWAYS]
+
+    def candidates(self, table: pa.Table, cache: dict[Atom, pa.Array]) -> pa.Array | None:
+        """The rows any rule of the group may match (None: every row)."""
+        out: pa.Array | None = None
+        for p in self.prefilters:
+            m = p.mask(table, cache)
+            if m is None:
+                return None
+            out = m if out is None else pc.or_(out, m)
+        return out
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ALWAYS = frozenset({"ts", *ENTITY_COLUMNS})
+
+
+def _group_key(rule: Rule) -> tuple[Atom, ...]:
+    """Rules restricted to the same resources and subresources share a query."""
+    return tuple(
+        a
+        for a in prefilter_of(rule).atoms
+        if a.op == "in" and a.column in ("resource", "subresource")
+    )
+
+
+def _group_sql(compiled: Sequence[_Compiled], pod_spec: bool) -> str:
+    inner: list[str] = []
+    outer: list[str] = []
+    for c in compiled:
+        a, b = c.select_sql()
+        inner += a
+        outer += b
+    base = ", ".join(["epoch_us(ts) AS _t", *ENTITY_COLUMNS])
+    any_m = " OR ".join(f"m{c.i}" for c in compiled)
+    seq = [c.i for c in compiled if c.rule.kind == "sequence"]
+    seq_m = "".join(f", a{i} OR b{i} AS m{i}" for i in seq)
+    seq_ab = "".join(f", a{i}, b{i}" for i in seq)
+    src = source_sql("batch") if pod_spec else "batch"
+    # MATERIALIZED layers keep DuckDB from inlining every condition into the
+    # filter and the key expressions (which multiplies planning time).
+    return (
+        f"WITH c AS MATERIALIZED (SELECT *, {', '.join(inner)} FROM {src}), "
+        f"d AS MATERIALIZED (SELECT *{seq_m} FROM c), "
+        f"f AS MATERIALIZED (SELECT * FROM d WHERE {any_m}) "
+        f"SELECT {base}, {', '.join(f'm{c.i}' for c in compiled)}{seq_ab}, "
+        f"{', '.join(outer)} FROM f ORDER BY _t, audit_id, stage"
+    )
+
+
 class Engine:
     """Streaming evaluation of ``rules``; call :meth:`process` on each durable batch.
 
+    Each batch is first narrowed per rule by its :mod:`prefilter <kaudit.detect.prefilter>`
+    on Arrow columns; rules with no candidate row cost nothing, and the others run
+    in one DuckDB query per group of rules on the same resources, over their
+    candidate rows only, on one connection kept for the engine's life.
+
     With ``state_dir`` the state is loaded from and saved to ``state_dir/state.json``
-    (0600) after every batch; with ``alert_store`` new alerts are also stored there.
+    (0600) after a batch (at most every ``save_interval_secs``, and on :meth:`close`);
+    with ``alert_store`` new alerts are also stored there.
     """
 
     def __init__(
@@ -182,52 +252,40 @@ class Engine:
         state_dir: str | os.PathLike[str] | None = None,
         alert_store: AlertStore | None = None,
         max_keys_per_rule: int = DEFAULT_MAX_KEYS,
+        save_interval_secs: float = 0.0,
     ) -> None:
         self.rules = [r for r in rules if r.enabled]
         self.alert_store = alert_store
         self.state_path = Path(state_dir) / STATE_FILE if state_dir is not None else None
+        self.save_interval_secs = save_interval_secs
         self._c = [_Compiled(i, r, max_keys_per_rule) for i, r in enumerate(self.rules)]
-        self._con = duckdb.connect()
+        by_key: dict[tuple[Atom, ...], list[_Compiled]] = {}
+        for c in self._c:
+            by_key.setdefault(_group_key(c.rule), []).append(c)
+        self._groups = [_Group(cs) for cs in by_key.values()]
+        self._con = duckdb.connect(config={"threads": 1})
         install_macros(self._con)
-        self._sql = self._batch_sql()
         self.events_seen = 0
         self.alerts_raised = 0
         self.watermark_us: int | None = None
+        self._saved_at = 0.0
         if self.state_path is not None and self.state_path.exists():
             self._load()
 
     @classmethod
-    def for_store(cls, store_path: str | os.PathLike[str], rules: Sequence[Rule]) -> Engine:
+    def for_store(
+        cls,
+        store_path: str | os.PathLike[str],
+        rules: Sequence[Rule],
+        *,
+        save_interval_secs: float = 0.0,
+    ) -> Engine:
         """An engine whose state lives in ``<store>/detect/`` and alerts in ``<store>/alerts/``."""
         return cls(
             rules,
             state_dir=Path(store_path) / STATE_DIR,
             alert_store=AlertStore(store_path),
-        )
-
-    def _batch_sql(self) -> str:
-        inner: list[str] = []
-        outer: list[str] = []
-        for c in self._c:
-            a, b = c.select_sql()
-            inner += a
-            outer += b
-        if not self._c:
-            return "SELECT * FROM batch WHERE false"
-        base = ", ".join(["epoch_us(ts) AS _t", *ENTITY_COLUMNS])
-        any_m = " OR ".join(f"m{c.i}" for c in self._c)
-        seq = [c.i for c in self._c if c.rule.kind == "sequence"]
-        seq_m = "".join(f", a{i} OR b{i} AS m{i}" for i in seq)
-        seq_ab = "".join(f", a{i}, b{i}" for i in seq)
-        # MATERIALIZED layers keep DuckDB from inlining every condition into the
-        # filter and the key expressions (which multiplies planning time).
-        return (
-            f"WITH s AS MATERIALIZED (SELECT * FROM {source_sql('batch')}), "
-            f"c AS MATERIALIZED (SELECT *, {', '.join(inner)} FROM s), "
-            f"d AS MATERIALIZED (SELECT *{seq_m} FROM c), "
-            f"f AS MATERIALIZED (SELECT * FROM d WHERE {any_m}) "
-            f"SELECT {base}, {', '.join(f'm{c.i}' for c in self._c)}{seq_ab}, "
-            f"{', '.join(outer)} FROM f ORDER BY _t, audit_id, stage"
+            save_interval_secs=save_interval_secs,
         )
 
     def process(self, batch: pa.Table | Sequence[Record]) -> list[Alert]:
@@ -238,15 +296,27 @@ class Engine:
         missing = [n for n in SCHEMA.names if n not in table.column_names]
         if missing:
             raise QueryError(f"batch: missing flat-schema columns: {', '.join(missing)}")
-        self._con.register("batch", table)
-        try:
-            res = self._con.sql(self._sql).to_arrow_table()
-        except duckdb.Error as exc:
-            raise QueryError(f"detection batch query failed: {exc}") from None
-        finally:
-            self._con.unregister("batch")
+        cache: dict[Atom, pa.Array] = {}
+        found: list[tuple[int, str, str, str, Alert]] = []
+        for g in self._groups:
+            mask = g.candidates(table, cache)
+            sub = table.select(g.columns)
+            if mask is not None:
+                if not pc.any(mask).as_py():
+                    continue
+                sub = sub.filter(mask)
+            self._con.register("batch", sub)
+            try:
+                res = self._con.sql(g.sql).to_arrow_table()
+            except duckdb.Error as exc:
+                raise QueryError(f"detection batch query failed: {exc}") from None
+            finally:
+                self._con.unregister("batch")
+            if res.num_rows:
+                found += self._apply(g.c, res)
+        found.sort(key=lambda x: x[:4])
+        alerts = [x[4] for x in found]
         self.events_seen += table.num_rows
-        alerts = self._apply(res) if res.num_rows else []
         ts_max = pc.max(table.column("ts")).value
         if ts_max is not None:
             self.watermark_us = max(self.watermark_us or ts_max, ts_max)
@@ -255,13 +325,18 @@ class Engine:
             self.alert_store.add(alerts)
         self.alerts_raised += len(alerts)
         if self.state_path is not None:
-            self.save()
+            now = time.monotonic()
+            if now - self._saved_at >= self.save_interval_secs:
+                self.save()
+                self._saved_at = now
         return alerts
 
-    def _apply(self, res: pa.Table) -> list[Alert]:
+    def _apply(
+        self, compiled: Sequence[_Compiled], res: pa.Table
+    ) -> list[tuple[int, str, str, str, Alert]]:
         base_cols = {n: res.column(n).to_pylist() for n in ["_t", *ENTITY_COLUMNS]}
-        out: list[tuple[int, str, str, Alert]] = []
-        for c in self._c:
+        out: list[tuple[int, str, str, str, Alert]] = []
+        for c in compiled:
             i = c.i
             mask = res.column(f"m{i}")
             idx = [j for j, m in enumerate(mask.to_pylist()) if m]
@@ -300,9 +375,8 @@ class Engine:
                     continue
                 entity = {n: base_cols[n][j] for n in ENTITY_COLUMNS}
                 alert = make_alert(c.rule, trig, entity, list(sk))
-                out.append((t, aid, entity["stage"], alert))
-        out.sort(key=lambda x: (x[0], x[1], x[2], x[3].rule_id))
-        return [a for *_, a in out]
+                out.append((t, aid, entity["stage"] or "", c.rule.id, alert))
+        return out
 
     def _expire(self, now_us: int) -> None:
         for c in self._c:
@@ -394,7 +468,15 @@ class Engine:
 
 
 def _fingerprint(rule: Rule) -> str:
+    """What the rule's state depends on (not how the engine happens to evaluate it)."""
     import hashlib
 
-    text = hunt_sql(rule)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    parts = [
+        rule.kind,
+        list(rule.stages),
+        rule_sql_texts(rule),
+        [rule.window_secs, rule.threshold, rule.lookback_secs, rule.sequence_within_secs],
+        suppress_of(rule)[0],
+        sorted((k, list(v)) for k, v in rule.allowlist.items()),
+    ]
+    return hashlib.sha256(msgspec.json.encode(parts)).hexdigest()[:16]

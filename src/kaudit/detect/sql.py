@@ -21,6 +21,12 @@ from typing import Final
 
 import duckdb
 
+from kaudit.detect.prefilter import (
+    SYSTEM_GROUP,
+    SYSTEM_USER_PREFIXES,
+    SYSTEM_USERS,
+    prefilter_of,
+)
 from kaudit.detect.rule import Rule
 
 #: Helper name -> (replacement prefix, number of user arguments, help).
@@ -126,11 +132,9 @@ MACROS: Final[tuple[str, ...]] = (
     "CREATE OR REPLACE TEMP MACRO _k_query_param(u, n) AS (url_decode(replace("
     "regexp_extract(u, '[?&]' || n || '=([^&]*)', 1), '+', ' ')))",
     "CREATE OR REPLACE TEMP MACRO _k_is_system_user(u, g) AS ("
-    "u IN ('system:apiserver', 'system:kube-controller-manager', 'system:kube-scheduler', "
-    "'system:kube-proxy', 'kube-apiserver', 'kube-apiserver-kubelet-client') "
-    "OR starts_with(u, 'system:node:') OR starts_with(u, 'system:serviceaccount:kube-system:') "
-    "OR list_contains(g, 'system:nodes') OR starts_with(u, 'eks:') "
-    "OR starts_with(u, 'system:addon-manager'))",
+    f"u IN ({', '.join(repr(u) for u in SYSTEM_USERS)}) "
+    + "".join(f"OR starts_with(u, {p!r}) " for p in SYSTEM_USER_PREFIXES)
+    + f"OR list_contains(g, {SYSTEM_GROUP!r}))",
     "CREATE OR REPLACE TEMP MACRO _k_succeeded(c) AS (coalesce(c >= 100 AND c < 400, false))",
     "CREATE OR REPLACE TEMP MACRO _k_rbac_values(o, p) AS (flatten(list_transform("
     "coalesce(json_extract(o, '$.rules[*]'), []), "
@@ -235,6 +239,26 @@ def source_sql(table: str) -> str:
     )
 
 
+def rule_sql_texts(rule: Rule) -> list[str]:
+    """Every SQL expression of ``rule``, expanded."""
+    texts = [
+        rule.condition,
+        *rule.group_by,
+        *rule.new_terms,
+        *rule.sequence_by,
+        *rule.sequence_steps,
+        *rule.suppress_key,
+    ]
+    if rule.distinct:
+        texts.append(rule.distinct)
+    return [expand(t) for t in texts]
+
+
+def reads_pod_spec(rule: Rule) -> bool:
+    """Whether the rule uses the derived ``_pod_spec`` / ``_containers`` columns."""
+    return any("_pod_spec" in t or "_containers" in t for t in rule_sql_texts(rule))
+
+
 def quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -324,7 +348,11 @@ def hunt_sql(
 ) -> str:
     """The retro-hunt query of ``rule`` over ``table``: its trigger rows, suppressed."""
     tf = _time_filter(since_us, until_us)
-    table = source_sql(table)
+    # The cheap column tests first, innermost (they reach the Parquet scan), and the
+    # pod spec / containers only computed for rules that read them.
+    table = f"(SELECT * FROM {table} WHERE {tf} AND {prefilter_of(rule).sql()})"
+    if reads_pod_spec(rule):
+        table = source_sql(table)
     kind = rule.kind
     supp_secs, supp_key = suppress_of(rule)
     if kind == "sequence":
