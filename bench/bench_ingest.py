@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_ingest.py                 # 1M events of generated traffic
     .venv/bin/python bench/bench_ingest.py --events 200000 --sample 100000
+    .venv/bin/python bench/bench_ingest.py --baseline HEAD~5     # before/after in one run
 
 The log comes from :mod:`kaudit.traffic` (cached in ``bench/.cache``) and is written to a
 temporary file (not timed). Then, each into a fresh store:
@@ -12,8 +13,12 @@ temporary file (not timed). Then, each into a fresh store:
   :func:`kaudit.model.documents.iter_records` (the path ``kaudit serve``'s transforms use);
 
 and finally the stages one by one over a sample (decode, flatten, WAL frame, Parquet
-segment). Every figure is CPU seconds of this process (all its threads) and wall seconds:
-on a shared machine wall time mostly measures the neighbours, so the load average is
+segment). With ``--baseline REF`` the same end-to-end figures are first measured for
+the source tree of git revision ``REF`` (exported with ``git archive``, run in a child
+process), so that before and after come from one run on the same machine state.
+
+Every figure is CPU seconds of the process (all its threads) and wall seconds: on a
+shared machine wall time mostly measures the neighbours, so the load average is
 printed too. Prints figures; asserts nothing about time.
 """
 
@@ -23,6 +28,7 @@ import argparse
 import gc
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,9 +90,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-cache", action="store_true", help="regenerate the traffic")
     ap.add_argument("--skip-api", action="store_true", help="only file -> store")
+    ap.add_argument("--skip-stages", action="store_true", help="no per-stage breakdown")
+    ap.add_argument("--baseline", metavar="REF", help="also measure git revision REF first")
+    ap.add_argument("--label", default="this tree", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
+    if args.baseline:
+        baseline(args)
     print(machine_line())
+    print(f"source: {args.label}")
     tmp = Path(tempfile.mkdtemp(prefix="kaudit-bench-ingest-"))
     try:
         log = tmp / "audit.log"
@@ -130,6 +142,8 @@ def main() -> None:
             line("Writer.append(iter_records)", n, t)
             shutil.rmtree(store.path)
 
+        if args.skip_stages:
+            return
         print(f"\nstages over {len(sample):,} events (batches of {args.batch:,}):")
         m = len(sample)
 
@@ -160,6 +174,24 @@ def main() -> None:
         line("Parquet segment (encode_segment)", m, t, f" {len(seg) / 1e6:,.1f} MB")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def baseline(args: argparse.Namespace) -> None:
+    """Run this script's end-to-end part against the ``src`` tree of ``args.baseline``."""
+    repo = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="kaudit-bench-baseline-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", args.baseline, "src"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        env = dict(os.environ, PYTHONPATH=str(Path(tmp) / "src"))
+        argv = [sys.executable, __file__, "--skip-stages", "--label", f"git {args.baseline}"]
+        argv += ["--events", str(args.events), "--batch", str(args.batch)]
+        argv += ["--seed", str(args.seed)] + (["--skip-api"] if args.skip_api else [])
+        subprocess.run(argv, env=env, check=True)
+    print()
 
 
 if __name__ == "__main__":
