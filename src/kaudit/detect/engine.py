@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import duckdb
 import msgspec
@@ -32,7 +32,6 @@ from kaudit.detect.sql import (
     filter_sql,
     hunt_sql,
     install_macros,
-    list_sql,
     reads_pod_spec,
     rule_sql_texts,
     source_sql,
@@ -147,30 +146,34 @@ class _Compiled:
         elif kind == "sequence":
             self.machine = SequenceState((rule.sequence_within_secs or 0) * 1_000_000, max_keys)
 
-    def select_sql(self) -> tuple[list[str], list[str]]:
-        """(inner columns, outer columns) of this rule in the batch query."""
+    def conditions(self) -> list[tuple[str, str]]:
+        """(column, SQL boolean) of this rule in the batch query: ``m{i}``, or the two
+        steps ``a{i}``/``b{i}`` of a sequence (``m{i}`` is then their OR)."""
         r, i = self.rule, self.i
         f = filter_sql(r)
-        inner: list[str] = []
         if r.kind == "sequence":
             a, b = (f"coalesce(({expand(s)}), false)" for s in r.sequence_steps)
-            inner += [f"({f}) AND {a} AS a{i}", f"({f}) AND {b} AS b{i}"]
-        elif r.kind == "distinct":
-            inner.append(f"({f}) AND (({expand(r.distinct or '')}) IS NOT NULL) AS m{i}")
-        else:
-            inner.append(f"{f} AS m{i}")
-        keys = r.sequence_by if r.kind == "sequence" else r.group_by
-        outer = [
-            f"CASE WHEN m{i} THEN {list_sql(keys)} END AS k{i}",
-            f"CASE WHEN m{i} THEN {list_sql(self.supp_key)} END AS s{i}",
-        ]
+            return [(f"a{i}", f"({f}) AND {a}"), (f"b{i}", f"({f}) AND {b}")]
         if r.kind == "distinct":
-            outer.append(
-                f"CASE WHEN m{i} THEN CAST(({expand(r.distinct or '')}) AS VARCHAR) END AS v{i}"
-            )
+            return [(f"m{i}", f"({f}) AND (({expand(r.distinct or '')}) IS NOT NULL)")]
+        return [(f"m{i}", f)]
+
+    def value_exprs(self) -> list[str]:
+        """The SQL expressions whose text values key this rule's state and alerts."""
+        r = self.rule
+        keys = r.sequence_by if r.kind == "sequence" else r.group_by
+        out = [*keys, *self.supp_key]
+        if r.kind == "distinct":
+            out.append(r.distinct or "")
         if r.kind == "new_terms":
-            outer.append(f"CASE WHEN m{i} THEN {list_sql(r.new_terms)} END AS t{i}")
-        return inner, outer
+            out += r.new_terms
+        return out
+
+
+#: Columns whose text value is the value itself (``CAST(col AS VARCHAR)`` is ``col``).
+_TEXT_COLUMNS: Final = frozenset(
+    f.name for f in SCHEMA if f.type == pa.string() and f.name not in ("event",)
+)
 
 
 class _Group:
@@ -180,7 +183,8 @@ class _Group:
         self.c = compiled
         self.prefilters = [prefilter_of(c.rule) for c in compiled]
         self.pod_spec = any(reads_pod_spec(c.rule) for c in compiled)
-        self.sql = _group_sql(compiled, self.pod_spec)
+        self.sql, self.exprs = _group_sql(compiled, self.pod_spec)
+        self.match = [n for c in compiled for n, _ in c.conditions()]
         words = set(_WORD.findall(self.sql))
         self.columns = [n for n in SCHEMA.names if n in words or n in _ALWAYS]
 
@@ -208,28 +212,31 @@ def _group_key(rule: Rule) -> tuple[Atom, ...]:
     )
 
 
-def _group_sql(compiled: Sequence[_Compiled], pod_spec: bool) -> str:
-    inner: list[str] = []
-    outer: list[str] = []
+def _value_column(expr: str, exprs: dict[str, str]) -> str:
+    """The result column holding ``expr`` as text (a plain text column is read as is)."""
+    e = expr.strip()
+    if e in _TEXT_COLUMNS:
+        return e
+    if e not in exprs:
+        exprs[e] = f"_e{len(exprs)}"
+    return exprs[e]
+
+
+def _group_sql(compiled: Sequence[_Compiled], pod_spec: bool) -> tuple[str, dict[str, str]]:
+    """One flat SELECT (no layers: binding cost grows fast with nesting in DuckDB):
+    the entity columns, each rule's match columns, and the non-column key values."""
+    cols = ["epoch_us(ts) AS _t", *ENTITY_COLUMNS]
+    exprs: dict[str, str] = {}
     for c in compiled:
-        a, b = c.select_sql()
-        inner += a
-        outer += b
-    base = ", ".join(["epoch_us(ts) AS _t", *ENTITY_COLUMNS])
-    any_m = " OR ".join(f"m{c.i}" for c in compiled)
-    seq = [c.i for c in compiled if c.rule.kind == "sequence"]
-    seq_m = "".join(f", a{i} OR b{i} AS m{i}" for i in seq)
-    seq_ab = "".join(f", a{i}, b{i}" for i in seq)
+        cols += [f"{sql} AS {name}" for name, sql in c.conditions()]
+        for e in c.value_exprs():
+            _value_column(e, exprs)
+    cols += [f"CAST(({expand(e)}) AS VARCHAR) AS {name}" for e, name in exprs.items()]
+    for e in {e for c in compiled for e in c.value_exprs()}:
+        if e.strip() in _TEXT_COLUMNS and e.strip() not in ENTITY_COLUMNS:
+            cols.append(e.strip())
     src = source_sql("batch") if pod_spec else "batch"
-    # MATERIALIZED layers keep DuckDB from inlining every condition into the
-    # filter and the key expressions (which multiplies planning time).
-    return (
-        f"WITH c AS MATERIALIZED (SELECT *, {', '.join(inner)} FROM {src}), "
-        f"d AS MATERIALIZED (SELECT *{seq_m} FROM c), "
-        f"f AS MATERIALIZED (SELECT * FROM d WHERE {any_m}) "
-        f"SELECT {base}, {', '.join(f'm{c.i}' for c in compiled)}{seq_ab}, "
-        f"{', '.join(outer)} FROM f ORDER BY _t, audit_id, stage"
-    )
+    return f"SELECT {', '.join(cols)} FROM {src} ORDER BY _t, audit_id, stage", exprs
 
 
 class Engine:
@@ -313,7 +320,12 @@ class Engine:
             finally:
                 self._con.unregister("batch")
             if res.num_rows:
-                found += self._apply(g.c, res)
+                hit = res.column(g.match[0])
+                for n in g.match[1:]:
+                    hit = pc.or_(hit, res.column(n))
+                res = res.filter(pc.fill_null(hit, False))
+            if res.num_rows:
+                found += self._apply(g, res)
         found.sort(key=lambda x: x[:4])
         alerts = [x[4] for x in found]
         self.events_seen += table.num_rows
@@ -331,30 +343,40 @@ class Engine:
                 self._saved_at = now
         return alerts
 
-    def _apply(
-        self, compiled: Sequence[_Compiled], res: pa.Table
-    ) -> list[tuple[int, str, str, str, Alert]]:
+    def _apply(self, g: _Group, res: pa.Table) -> list[tuple[int, str, str, str, Alert]]:
         base_cols = {n: res.column(n).to_pylist() for n in ["_t", *ENTITY_COLUMNS]}
+        values: dict[str, list[Any]] = {}
+
+        def column(name: str) -> list[Any]:
+            v = values.get(name)
+            if v is None:
+                v = values[name] = res.column(name).to_pylist()
+            return v
+
+        def texts(exprs: Sequence[str]) -> list[list[Any]]:
+            return [column(_value_column(e, g.exprs)) for e in exprs]
+
         out: list[tuple[int, str, str, str, Alert]] = []
-        for c in compiled:
+        for c in g.c:
             i = c.i
-            mask = res.column(f"m{i}")
-            idx = [j for j, m in enumerate(mask.to_pylist()) if m]
+            kind = c.rule.kind
+            if kind == "sequence":
+                isa, isb = column(f"a{i}"), column(f"b{i}")
+                idx = [j for j in range(res.num_rows) if isa[j] or isb[j]]
+            else:
+                mcol = column(f"m{i}")
+                idx = [j for j in range(res.num_rows) if mcol[j]]
             if not idx:
                 continue
-            keys = res.column(f"k{i}").to_pylist()
-            sks = res.column(f"s{i}").to_pylist()
-            kind = c.rule.kind
-            vals = res.column(f"v{i}").to_pylist() if kind == "distinct" else None
-            terms = res.column(f"t{i}").to_pylist() if kind == "new_terms" else None
-            if kind == "sequence":
-                isa = res.column(f"a{i}").to_pylist()
-                isb = res.column(f"b{i}").to_pylist()
+            key_cols = texts(c.rule.sequence_by if kind == "sequence" else c.rule.group_by)
+            sk_cols = texts(c.supp_key)
+            vals = texts([c.rule.distinct or ""])[0] if kind == "distinct" else None
+            term_cols = texts(c.rule.new_terms) if kind == "new_terms" else []
             m = c.machine
             for j in idx:
+                key = tuple(col[j] for col in key_cols)
                 t = base_cols["_t"][j]
                 aid = base_cols["audit_id"][j]
-                key = tuple(keys[j])
                 trig: Trigger | None
                 if m is None:
                     trig = Trigger(t, t, [aid], list(key), 1)
@@ -364,13 +386,12 @@ class Engine:
                     assert vals is not None
                     trig = m.feed(key, t, aid, vals[j])
                 elif isinstance(m, NewTermsState):
-                    assert terms is not None
-                    trig = m.feed(key, tuple(terms[j]), t, aid)
+                    trig = m.feed(key, tuple(col[j] for col in term_cols), t, aid)
                 else:
                     trig = m.feed(key, t, aid, bool(isa[j]), bool(isb[j]))
                 if trig is None:
                     continue
-                sk = tuple(sks[j])
+                sk = tuple(col[j] for col in sk_cols)
                 if not c.suppressor.admit(sk, t):
                     continue
                 entity = {n: base_cols[n][j] for n in ENTITY_COLUMNS}
