@@ -112,6 +112,7 @@ class Tailer:
         self._started = False
         self._carry: list[Record] = []
         self._last: Position | None = None  # the rotated file read to its end last
+        self._listed: set[Path] | None = None  # backups known when we started
         self._on_error: ErrorHandler | None = None
         self.rotations = 0
         self.warnings: list[str] = []
@@ -127,6 +128,14 @@ class Tailer:
         while len(out) < self.max_batch:
             if self._cur is None and not self._open_next():
                 break
+            cur, pos = self._cur, self._pos
+            assert cur is not None and pos is not None
+            if cur.live and self._rewritten(cur, pos):
+                # Copied and truncated since the last poll, and written again: what is
+                # at our offset now is new data. Recover the gap from the copy first.
+                self.rotations += 1
+                self._restart_live(cur)
+                continue
             got, at_eof = self._read(on_error, self.max_batch - len(out))
             out.extend(got)
             if not at_eof:
@@ -170,6 +179,7 @@ class Tailer:
         backups = self._backups()
         if saved is None:
             self._queue = backups
+            self._listed = set(backups)
             return
         # Where did the checkpointed file go?
         if saved.live and self._same_file(self.path, saved):
@@ -262,6 +272,8 @@ class Tailer:
                 self._queue = self._backups_after(self._last)
             path = self._queue.pop(0) if self._queue else self.path
             live = path == self.path
+            if not live and self._listed is not None:
+                self._listed.add(path)  # read now: not new when we reach the live file
             try:
                 cur = _Open(path, live=live)
             except FileNotFoundError:
@@ -276,6 +288,16 @@ class Tailer:
                     self._queue = later
                     continue
                 self._last = None
+            if live and self._listed is not None:
+                # First start: a rotation between listing the backups and opening the
+                # live file turned it into a backup we have not read.
+                new = [b for b in self._backups() if b not in self._listed]
+                if new:
+                    cur.close()
+                    self._listed.update(new)
+                    self._queue = new
+                    continue
+                self._listed = None
             self._cur = cur
             self._pos = Position(str(path), cur.dev, cur.ino, 0, 0, "", 0, live)
             self._partial = b""
@@ -345,11 +367,21 @@ class Tailer:
             self.rotations += 1
             self._finish_partial_and_close()
             return True
-        if st.st_size < pos.offset:
+        if st.st_size < pos.offset or self._rewritten(cur, pos):
+            # Truncated (copytruncate); perhaps already written past our offset again,
+            # which the size alone does not show: the first bytes do.
             self.rotations += 1
             self._restart_live(cur)
             return True
         return False
+
+    @staticmethod
+    def _rewritten(cur: _Open, pos: Position) -> bool:
+        """Does the file we hold open no longer start with the bytes we read first?"""
+        if not pos.head or cur.compressed:
+            return False
+        head = os.pread(cur.raw.fileno(), pos.head_len, 0)
+        return _digest(head) != pos.head
 
     def _finish_partial_and_close(self) -> None:
         # A rotated file will not grow again: its unterminated last line is complete.
@@ -425,23 +457,51 @@ class TailSource:
         self.cluster = cluster
         self.poll_interval_secs = poll_interval_secs
         self.on_error: ErrorHandler = on_error or (lambda err, raw: None)
-        self.errors = 0
+        self.errors = 0  # bad lines
+        self.failures = 0  # polls or stores that failed (retried)
+        self.last_error = ""
 
     def _count(self, err: DecodeError, raw: bytes) -> None:
         self.errors += 1
         self.on_error(err, raw)
 
     async def run(self, sink: Any) -> None:
+        """Follow the file for ever. A failure (the store full or overloaded, a file that
+        cannot be read) is logged and retried with backoff from the last committed
+        position: nothing is skipped, and what was read but not stored is read again."""
         import asyncio
+        import logging
 
+        log = logging.getLogger("kaudit.serve")
+        backoff = self.poll_interval_secs
         try:
             while True:
-                records = await asyncio.to_thread(self.tailer.poll, self._count)
-                if records:
-                    await sink(records, cluster=self.cluster)
-                    await asyncio.to_thread(self.tailer.commit)
-                else:
-                    await asyncio.sleep(self.poll_interval_secs)
+                try:
+                    records = await asyncio.to_thread(self.tailer.poll, self._count)
+                    if records:
+                        await sink(records, cluster=self.cluster)
+                        await asyncio.to_thread(self.tailer.commit)
+                    else:
+                        await asyncio.sleep(self.poll_interval_secs)
+                    backoff = self.poll_interval_secs
+                    self.last_error = ""
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - retried, never fatal
+                    self.failures += 1
+                    self.last_error = str(exc) or type(exc).__name__
+                    log.warning(
+                        "tail failed; retrying",
+                        extra={"fields": {"source": self.name, "error": self.last_error}},
+                    )
+                    self.tailer.close()
+                    self.tailer = Tailer(
+                        self.tailer.path,
+                        self.tailer.checkpoint_path,
+                        max_batch=self.tailer.max_batch,
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
         finally:
             self.tailer.close()
 
