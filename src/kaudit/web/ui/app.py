@@ -24,7 +24,6 @@ page                                JSON twin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -114,15 +113,8 @@ class UI:
     def connect(self, *, sandbox: bool = False) -> Any:
         """A fresh read-only connection; with ``sandbox`` (a user's own SQL) files outside
         the store are out of reach and the configuration is locked."""
-        con = self.store.connect()
-        if not sandbox:
-            return con
-        with contextlib.suppress(Exception):
-            path = str(self.store.path).replace("'", "''")
-            con.execute(f"SET allowed_directories=['{path}']")
-            con.execute("SET enable_external_access=false")
-            con.execute("SET lock_configuration=true")
-        return con
+        # Every store connection is sandboxed (kaudit.store.reader.connect).
+        return self.store.connect()
 
     def with_con(self, fn: Callable[[Any], Data], *, sandbox: bool = False) -> Data:
         con = self.connect(sandbox=sandbox)
