@@ -138,3 +138,45 @@ def test_redactor_reencodes_raw_exactly_and_counts() -> None:
     assert (out.source, out.line) == ("x", 7)
     assert red.events_redacted == 1
     assert red.paths == {"requestObject.data": 1}
+
+
+def test_json_patches_replacing_metadata_or_the_whole_secret() -> None:
+    ops = [
+        {"op": "replace", "path": "", "value": {"kind": "Secret", "data": {"pw": "eA=="}}},
+        {
+            "op": "add",
+            "path": "/metadata",
+            "value": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x"}},
+        },
+        {
+            "op": "add",
+            "path": "/metadata/annotations",
+            "value": {"kubectl.kubernetes.io/last-applied-configuration": "y", "keep": "me"},
+        },
+    ]
+    out = run(event("secrets", verb="patch", req=ops))["requestObject"]
+    assert out[0]["value"]["data"] == {"pw": MARKER}
+    assert out[1]["value"]["annotations"] == {
+        "kubectl.kubernetes.io/last-applied-configuration": MARKER
+    }
+    assert out[2]["value"] == {
+        "kubectl.kubernetes.io/last-applied-configuration": MARKER,
+        "keep": "me",
+    }
+
+
+def test_truncated_and_base64_private_keys() -> None:
+    import base64
+
+    cut = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB"  # pasted without its END line
+    b64 = base64.b64encode(KEY.encode()).decode()
+    csr = {"kind": "CertificateSigningRequest", "spec": {"request": b64, "signerName": "x"}}
+    out = run(event("certificatesigningrequests", req=csr, group="certificates.k8s.io"))[
+        "requestObject"
+    ]
+    assert out["spec"] == {"request": MARKER, "signerName": "x"}
+    cm = run(event("configmaps", req={"data": {"k": f"a\n{cut}"}}))["requestObject"]
+    assert cm["data"]["k"] == f"a\n{MARKER}"
+    public = base64.b64encode(b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB").decode()
+    same = run(event("certificatesigningrequests", req={"spec": {"request": public}}))
+    assert same["requestObject"]["spec"]["request"] == public  # public material stays

@@ -9,8 +9,10 @@ still show *that* a value was there and changed structure, never the value):
   ``kubectl.kubernetes.io/last-applied-configuration`` annotation, which repeats them.
 * TokenRequest (``serviceaccounts/token``): ``status.token`` of the response.
 * TokenReview (``tokenreviews``): ``spec.token`` in request and response.
-* Any body: a PEM private key block in any string (CSR key material pasted into
-  an object, a TLS key in a ConfigMap).
+* Any body: a PEM private key block in any string (a TLS key in a ConfigMap), also
+  when its END line is missing (a truncated paste), and a whole string that is the
+  base64 of a PEM private key (key material pasted into a CertificateSigningRequest's
+  ``spec.request``, a ConfigMap's ``binaryData``).
 
 A redacted event gets the audit annotation ``kaudit.io/redacted`` listing the JSON
 paths that were replaced.
@@ -18,6 +20,8 @@ paths that were replaced.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +38,11 @@ ANNOTATION = "kaudit.io/redacted"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 _PEM_KEY = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.DOTALL
+    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----(?:.*?-----END \1PRIVATE KEY-----|.*\Z)",
+    re.DOTALL,
 )
+#: base64 of "-----BEGIN": how a base64-encoded PEM block starts.
+_B64_PEM = "LS0tLS1CRUdJT"
 _JSON_PATCH_SECRET = re.compile(
     r"^/(data|stringData)(/|$)|^/metadata/annotations/kubectl\.kubernetes\.io~1last-applied-configuration$"
 )
@@ -81,7 +88,8 @@ def redact_event(ev: Event) -> Event:
             continue
         data = bytes(raw)
         kind = _kind_of(resource, subresource, group)
-        if kind is None and b"PRIVATE KEY" not in data:
+        keyish = b"PRIVATE KEY" in data or _B64_PEM.encode() in data
+        if kind is None and not keyish:
             continue
         try:
             obj = msgspec.json.decode(data)
@@ -100,7 +108,7 @@ def redact_event(ev: Event) -> Event:
             _replace(obj, ("status", "token"), label, paths)
         elif kind == "tokenreview":
             _replace(obj, ("spec", "token"), label, paths)
-        if b"PRIVATE KEY" in data:
+        if keyish:
             obj = _pem(obj, label, paths)
         if paths:
             changes[attr] = Raw(msgspec.json.encode(obj))
@@ -144,14 +152,18 @@ def _secret(obj: Any, label: str, paths: list[str]) -> None:
 
 def _json_patch(ops: list[Any], label: str, paths: list[str]) -> None:
     for j, op in enumerate(ops):
-        if (
-            isinstance(op, dict)
-            and isinstance(op.get("path"), str)
-            and "value" in op
-            and _JSON_PATCH_SECRET.search(op["path"])
-        ):
-            op["value"] = _mask(op["value"])
+        if not (isinstance(op, dict) and isinstance(op.get("path"), str) and "value" in op):
+            continue
+        where, value = op["path"], op["value"]
+        if _JSON_PATCH_SECRET.search(where):
+            op["value"] = _mask(value)
             paths.append(f"{label}[{j}].value")
+        elif where in ("", "/"):  # the whole Secret replaced
+            _secret(value, f"{label}[{j}].value", paths)
+        elif where == "/metadata":
+            _secret({"metadata": value}, f"{label}[{j}].value", paths)
+        elif where == "/metadata/annotations":
+            _secret({"metadata": {"annotations": value}}, f"{label}[{j}].value", paths)
 
 
 def _mask(value: Any) -> Any:
@@ -178,6 +190,9 @@ def _pem(obj: Any, where: str, paths: list[str]) -> Any:
             if new != obj:
                 paths.append(where)
                 return new
+        elif obj.startswith(_B64_PEM) and _b64_private_key(obj):
+            paths.append(where)
+            return MARKER
         return obj
     if isinstance(obj, dict):
         for k, v in obj.items():
@@ -186,6 +201,14 @@ def _pem(obj: Any, where: str, paths: list[str]) -> Any:
         for i, v in enumerate(obj):
             obj[i] = _pem(v, f"{where}[{i}]", paths)
     return obj
+
+
+def _b64_private_key(text: str) -> bool:
+    try:
+        decoded = base64.b64decode(text, validate=False)
+    except (ValueError, binascii.Error):
+        return False
+    return b"PRIVATE KEY-----" in decoded
 
 
 __all__ = ["ANNOTATION", "MARKER", "Redactor", "redact_event"]
