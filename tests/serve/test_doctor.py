@@ -197,3 +197,27 @@ def test_webhook_over_tls_with_the_setup_kubeconfig(
             assert "reachable, authenticated, accepts batches" in messages(f, "ok")
         else:
             assert "401: the receiver refuses these credentials" in messages(f, "fail")
+
+
+def test_flags_given_as_separate_arguments(tmp_path: Path) -> None:
+    cmd = [
+        "--audit-policy-file",
+        "/etc/kubernetes/audit/policy.yaml",
+        "--audit-webhook-config-file",
+        "/etc/kubernetes/audit/hook.kubeconfig",
+        "--audit-log-compress",
+    ]
+    code, f = doctor("--manifest", str(manifest(tmp_path, cmd, ["/etc/kubernetes/audit"])))
+    assert code == 0, f
+    assert "no --audit-policy-file" not in messages(f, "fail")
+    assert "webhook backend configured" in messages(f, "ok")
+
+
+def test_a_directory_given_as_the_log(tmp_path: Path) -> None:
+    from kaudit.deploy.doctor import check_log
+
+    r = CliRunner().invoke(main, ["doctor", "--log", str(tmp_path)])
+    assert r.exit_code == 2 and "is a directory" in r.output
+    # As the manifest's --audit-log-path (a mistake seen in the wild): a finding, no crash.
+    (finding,) = check_log(tmp_path)
+    assert finding.status == "fail" and "a directory, not the audit log file" in finding.message

@@ -227,3 +227,21 @@ def test_setup_apiserver_refuses_what_would_not_work(tmp_path: Path) -> None:
     )
     assert code == 1 and "Unsupported value" in text
     assert not (tmp_path / "d").exists()
+
+
+def test_client_certificates_need_https(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    assert run("setup", "certs", "--out", str(certs))[0] == 0
+    code, text = run(
+        "setup",
+        "apiserver",
+        "--url",
+        "http://h:8080/audit/webhook",
+        "--client-cert",
+        str(certs / "client.crt"),
+        "--client-key",
+        str(certs / "client.key"),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert code == 78 and "client certificates need TLS" in text

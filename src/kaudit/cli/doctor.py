@@ -71,6 +71,7 @@ def doctor(
     if manifest is not None:
         found, flags = d.check_manifest(manifest)
         findings += found
+        flags = {k: v for k, v in flags.items() if v}
         if policy is None and flags.get("--audit-policy-file"):
             candidate = Path(flags["--audit-policy-file"])
             if candidate.is_file():

@@ -65,6 +65,8 @@ class ApiserverSetup:
                 "--url: the apiserver sends a bearer token only over https; "
                 "use an https:// URL (or client certificates)"
             )
+        elif parts.scheme == "http" and self.client_cert is not None:
+            problems.append("--url: client certificates need TLS: use an https:// URL")
         if parts.query:
             problems.append("--url: the apiserver drops the query string of the server URL")
         if self.token is None and self.client_cert is None:
@@ -172,9 +174,9 @@ class ApiserverSetup:
             "   (flags, volumeMounts, volumes). The kubelet restarts the apiserver.",
             "3. Run the receiver where the URL points:",
             f"     {serve_hint}",
-            "4. Check the whole path:",
+            "4. Check the whole path, as the apiserver sees it:",
             "     kaudit doctor --manifest /etc/kubernetes/manifests/kube-apiserver.yaml "
-            f"--policy {self.config_dir}/audit-policy.yaml --url {self.url}",
+            f"--kubeconfig {self.config_dir}/audit-webhook.kubeconfig",
         ]
         return "\n".join(lines) + "\n"
 

@@ -47,10 +47,21 @@ def _apiserver_flags(doc: Any) -> tuple[dict[str, str], list[str]] | None:
         cmd = [str(x) for x in (c.get("command") or []) + (c.get("args") or [])]
         if c.get("name") == "kube-apiserver" or any("kube-apiserver" in x for x in cmd[:1]):
             flags: dict[str, str] = {}
-            for arg in cmd:
-                if arg.startswith("--"):
-                    name, _, value = arg.partition("=")
-                    flags[name] = value
+            i = 0
+            while i < len(cmd):
+                arg = cmd[i]
+                i += 1
+                if not arg.startswith("--"):
+                    continue
+                name, eq, value = arg.partition("=")
+                if not eq:
+                    # `--flag value` as two entries; a bare `--flag` is a boolean.
+                    if i < len(cmd) and not cmd[i].startswith("-"):
+                        value = cmd[i]
+                        i += 1
+                    else:
+                        value = "true"
+                flags[name] = value
             mounts = [str(m.get("mountPath", "")) for m in c.get("volumeMounts") or []]
             return flags, mounts
     return None
@@ -280,6 +291,8 @@ def check_log(path: Path, now: datetime | None = None) -> list[Finding]:
 
     now = now or datetime.now(UTC)
     out: list[Finding] = []
+    if path.is_dir():
+        return [Finding(FAIL, "log", f"{path}: a directory, not the audit log file")]
     if not path.exists():
         parent = path.parent
         if not parent.is_dir():
