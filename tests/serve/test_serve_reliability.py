@@ -276,3 +276,23 @@ def test_non_loopback_without_auth_is_refused(tmp_path: Path) -> None:
     assert r.returncode == 78
     assert "not a loopback address" in r.stderr and "--insecure" in r.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_startup_problems_are_one_clear_line(
+    tmp_path: Path, server_factory: Callable[..., ServerProcess]
+) -> None:
+    store = tmp_path / "store"
+    first = server_factory(["--store", str(store)]).start()
+    for args, expect in (
+        (["--store", str(store), "--port", "0"], "the store is locked by another writer"),
+        (["--store", str(tmp_path / "other"), "--port", str(first.port)], "cannot listen on"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "kaudit", "serve", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode in (1, 78), done.stderr
+        assert expect in done.stderr
+        assert "Traceback" not in done.stderr

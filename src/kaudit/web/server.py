@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import queue
+import socket
 import ssl
 import sys
 import threading
@@ -241,6 +242,43 @@ class GroupCommitter:
                 self._answer(batch, BatchResult(len(recs), result.stored, result.duplicates))
 
 
+# --- detection -------------------------------------------------------------------
+
+
+class DetectingWriter:
+    """The store writer, plus: each batch it made durable is queued for detection."""
+
+    def __init__(self, inner: WriterLike, detector: Any) -> None:
+        self.inner = inner
+        self.detector = detector
+
+    def append(self, records: Iterable[Record], *, cluster: str = "") -> AppendResultLike:
+        recs = records if isinstance(records, list) else list(records)
+        result = self.inner.append(recs, cluster=cluster)
+        self.detector.submit(recs, cluster=cluster, duplicates=result.duplicates)
+        return result
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def start_detection(config: ServeConfig, store_path: Path) -> Any:
+    """The streaming detector of ``config`` (rules, allowlist, sinks) on the store."""
+    from kaudit.detect.rule import load_rules
+    from kaudit.detect.stream import StreamingDetector
+    from kaudit.sinks import sink_from_spec
+
+    rules = load_rules(config.rules_dirs, allowlist=config.allowlist_file)
+    sinks = [sink_from_spec(spec) for spec in config.alert_sinks]
+    return StreamingDetector(store_path, rules, sinks)
+
+
 # --- logging ---------------------------------------------------------------------
 
 
@@ -360,7 +398,11 @@ def build_app(
     metrics.wal_backlog_bytes._func = lambda: _wal_bytes(Path(store.path))
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        text = metrics.render()
+        det = holder.get("detector")
+        if det is not None:
+            text += det.render_metrics()
+        return Response(text, media_type=CONTENT_TYPE)
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -380,6 +422,15 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         writer = await asyncio.to_thread(store.writer)
+        detector = None
+        if config.detect:
+            try:
+                detector = await asyncio.to_thread(start_detection, config, Path(store.path))
+            except BaseException:
+                await asyncio.to_thread(writer.close)
+                raise
+            holder["detector"] = detector
+            writer = DetectingWriter(writer, detector)
         c = GroupCommitter(writer, metrics, chain)
         c.start()
         holder["committer"] = c
@@ -394,6 +445,8 @@ def build_app(
                     await t
             holder.pop("committer", None)
             await asyncio.to_thread(c.stop)
+            if detector is not None:
+                await asyncio.to_thread(detector.stop)
             close = getattr(quarantine, "close", None)
             if callable(close):
                 close()
@@ -625,6 +678,29 @@ def uvicorn_config(config: ServeConfig, app: Starlette, **overrides: Any) -> Any
     return uvicorn.Config(app, **kwargs)
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or a ConfigError that says why not."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        raise ConfigError(
+            f"listen_address/port: cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(
     config: ServeConfig,
     *,
@@ -651,11 +727,17 @@ def serve(
             extra={"fields": {"listen_address": config.listen_address}},
         )
     store = open_store(resolve_store_path(config))
+    # Fail fast and plainly (no traceback from inside the server) on the two things
+    # that most often stop it: another writer on the store, and a busy port.
+    from kaudit.store.lock import WriterLock
+
+    WriterLock(store.path).release()
+    listener = _bind(config.listen_address, config.port)
     app = build_app(config, store, transforms=transforms, sources=sources)
     server = uvicorn.Server(uvicorn_config(config, app))
 
     async def main() -> None:
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started and not task.done():
             await asyncio.sleep(0.02)
         if server.started:
