@@ -163,9 +163,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_body_bytes",
         "int",
-        12 * MiB,
-        "Largest webhook body accepted (413 above). Default: a little above the "
-        "apiserver's 10 MiB truncate batch size.",
+        64 * MiB,
+        "Largest webhook body accepted (413 above, and the apiserver gives up on the batch "
+        "after 5 tries). A batch is up to 400 events (--audit-webhook-batch-max-size); "
+        "with truncation on, each at most 100 KiB: about 40 MiB.",
         minimum=1024,
     ),
     Setting(
@@ -244,6 +245,40 @@ SETTINGS: tuple[Setting, ...] = (
         "0: off.",
         minimum=0,
     ),
+    Setting(
+        "detect",
+        "bool",
+        True,
+        "Run the detection rules on every batch once it is durable (in a thread of its own: "
+        "acknowledgements never wait for it); alerts go to <store>/alerts and alert_sinks, "
+        "windows and first-seen state to <store>/detect.",
+    ),
+    Setting(
+        "rules_dirs",
+        "list",
+        [],
+        "Rule files or directories loaded after the built-in pack (a rule with a built-in "
+        "id replaces it).",
+        flag="--rules",
+    ),
+    Setting(
+        "allowlist_file",
+        "path",
+        None,
+        "Allowlist file extending the rules' allowlists (`allowlist: {RULE_ID or '*': "
+        "{column: [values]}}`).",
+        flag="--allowlist",
+    ),
+    Setting(
+        "alert_sinks",
+        "list",
+        [],
+        "Where alerts go besides <store>/alerts: `stdout`, `file:PATH` (JSON Lines, 0600), "
+        "`webhook:URL` (JSON POST), `slack:URL` (Slack-compatible), `alertmanager:URL` "
+        "(Prometheus Alertmanager v2 API). Delivery is retried; failures are counted in "
+        "/metrics.",
+        flag="--alert-sink",
+    ),
     Setting("query_api", "bool", True, "Serve the JSON query API under /api/v1."),
     Setting(
         "query_max_rows",
@@ -282,7 +317,7 @@ class ServeConfig:
     write_identities: list[str] = field(default_factory=list)
     read_identities: list[str] = field(default_factory=list)
     default_cluster: str = ""
-    max_body_bytes: int = 12 * MiB
+    max_body_bytes: int = 64 * MiB
     max_inflight_bytes: int = 256 * MiB
     max_pending_batches: int = 256
     retry_after_secs: int = 2
@@ -293,6 +328,10 @@ class ServeConfig:
     redact: bool = True
     policy_file: Path | None = None
     truncate_max_event_bytes: int = 0
+    detect: bool = True
+    rules_dirs: list[str] = field(default_factory=list)
+    allowlist_file: Path | None = None
+    alert_sinks: list[str] = field(default_factory=list)
     query_api: bool = True
     query_max_rows: int = 10000
     log_level: str = "info"
@@ -684,6 +723,15 @@ def check_config(config: ServeConfig, *, env: Mapping[str, str] | None = None) -
                 "authentication is configured (tokens, tokens_file or client_ca_file); "
                 "configure one, or set insecure (--insecure) to accept anyone"
             )
+    if (
+        not config.tls
+        and (config.tokens or config.tokens_file)
+        and not is_loopback(config.listen_address)
+    ):
+        problems.append(
+            f"tokens: bearer tokens over plain http on {config.listen_address}: the apiserver "
+            "sends tokens only to https URLs; set tls_cert_file and tls_key_file"
+        )
     if not config.webhook_path.startswith("/"):
         problems.append(f'webhook_path: must start with "/", got "{config.webhook_path}"')
     elif config.webhook_path.rstrip("/") in ("/metrics", "/healthz", "/readyz", "/api"):
@@ -711,6 +759,26 @@ def check_config(config: ServeConfig, *, env: Mapping[str, str] | None = None) -
             problems.extend(f"policy_file: {config.policy_file}: {e}" for e in exc.errors)
         except PolicyError as exc:
             problems.append(f"policy_file: {exc}")
+    if config.detect:
+        problems += _check_detection(config)
+    return problems
+
+
+def _check_detection(config: ServeConfig) -> list[str]:
+    """The rules and allowlist load and validate; every alert sink spec is usable."""
+    from kaudit.detect.rule import RuleSetError, load_rules
+    from kaudit.sinks import check_sink_spec
+
+    problems: list[str] = []
+    allow_ok = config.allowlist_file is None or _check_readable(
+        config.allowlist_file, "allowlist_file", problems
+    )
+    try:
+        load_rules(config.rules_dirs, allowlist=config.allowlist_file if allow_ok else None)
+    except RuleSetError as exc:
+        problems += [f"rules: {p}" for p in exc.problems]
+    for spec in config.alert_sinks:
+        problems += check_sink_spec(spec)
     return problems
 
 

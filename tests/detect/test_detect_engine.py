@@ -63,8 +63,13 @@ def test_hunt_over_store_equals_streaming(stored: Path, traffic_table: pa.Table)
     assert sorted(hunted, key=key) == sorted(streamed, key=key)
     fired = Counter(a.rule_id for a in hunted)
     # The incidents of the generator that the pack must see.
-    for rid in ("pod-privileged", "secret-list-cluster-wide", "secret-read"):
+    for rid in ("pod-privileged", "secret-read", "anonymous-resource-probe"):
         assert fired[rid] >= 1, (rid, fired)
+    # The controllers of the default allowlists (cert-manager, argocd, ...) list and
+    # read secrets all the time: none of that is an alert.
+    assert not [
+        a for a in hunted if a.severity == "high" and "serviceaccount" in (a.username or "")
+    ]
 
 
 @pytest.mark.parametrize("batch", [13, 5000])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -179,14 +180,20 @@ class Prefilter:
 # --- deriving a rule's prefilter ----------------------------------------------------
 
 
+_PARSER_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> duckdb.DuckDBPyConnection:
+    return duckdb.connect()
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse_where(sql: str) -> dict[str, Any] | None:
-    con = duckdb.connect()
-    try:
+    with _PARSER_LOCK:
+        con = _parser()
         text = con.execute("SELECT json_serialize_sql(?)", [f"SELECT 1 FROM t WHERE {sql}"])
         row = text.fetchone()
-    finally:
-        con.close()
     if row is None:
         return None
     doc = json.loads(row[0])

@@ -98,6 +98,71 @@ SINK_KINDS: dict[str, Callable[[str, dict[str, Any]], Sink]] = {
 }
 
 
+#: What a sink spec names its target as, per kind (``KIND:TARGET``).
+_SPEC_TARGET: dict[str, str | None] = {
+    "stdout": None,
+    "file": "path",
+    "webhook": "url",
+    "slack": "url",
+    "alertmanager": "url",
+}
+SPEC_HELP = (
+    "`stdout`, `file:PATH` (JSON Lines, 0600), `webhook:URL` (JSON POST), `slack:URL` "
+    "(Slack-compatible webhook), `alertmanager:URL` (Prometheus Alertmanager v2 API)"
+)
+
+
+def parse_sink_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``KIND[:TARGET]`` as (name, settings for :func:`build_sink`); raises ConfigError.
+
+    The name is the spec itself (what logs and ``/metrics`` show).
+    """
+    kind, sep, target = spec.partition(":")
+    kind = kind.strip()
+    if kind not in _SPEC_TARGET:
+        raise ConfigError(
+            f"alert_sinks: {spec!r}: unknown sink kind {kind!r}: expected {SPEC_HELP}"
+        )
+    field = _SPEC_TARGET[kind]
+    if field is None:
+        if sep and target:
+            raise ConfigError(f"alert_sinks: {spec!r}: {kind} takes no target")
+        return spec, {"kind": kind}
+    if not target:
+        raise ConfigError(
+            f"alert_sinks: {spec!r}: {kind} needs a {field.upper()} ({kind}:{field.upper()})"
+        )
+    if field == "url" and not target.startswith(("http://", "https://")):
+        raise ConfigError(f"alert_sinks: {spec!r}: expected an http(s) URL, got {target!r}")
+    if kind == "slack":
+        return spec, {"kind": "webhook", "url": target, "slack": True}
+    return spec, {"kind": kind, field: target}
+
+
+def check_sink_spec(spec: str) -> list[str]:
+    """Problems with one sink spec (syntax, and that a file sink's directory exists)."""
+    try:
+        _, settings = parse_sink_spec(spec)
+    except ConfigError as exc:
+        return [exc.message]
+    if settings["kind"] == "file":
+        import os
+        from pathlib import Path
+
+        parent = Path(settings["path"]).parent
+        if not parent.is_dir():
+            return [f"alert_sinks: {spec!r}: the directory {parent} does not exist"]
+        if not os.access(parent, os.W_OK):
+            return [f"alert_sinks: {spec!r}: the directory {parent} is not writable"]
+    return []
+
+
+def sink_from_spec(spec: str) -> Sink:
+    """The sink a ``KIND[:TARGET]`` spec describes."""
+    name, settings = parse_sink_spec(spec)
+    return build_sink(name, settings)
+
+
 def build_sink(name: str, settings: dict[str, Any]) -> Sink:
     """A sink from settings: ``{"kind": "webhook", "url": ..., ...}``."""
     cfg = dict(settings)
@@ -113,4 +178,13 @@ def build_sink(name: str, settings: dict[str, Any]) -> Sink:
         raise ConfigError(f"sinks.{name}: {exc}") from None
 
 
-__all__ = ["SINK_KINDS", "Sink", "build_sink", "deliver", "new_counters"]
+__all__ = [
+    "SINK_KINDS",
+    "Sink",
+    "build_sink",
+    "check_sink_spec",
+    "deliver",
+    "new_counters",
+    "parse_sink_spec",
+    "sink_from_spec",
+]
