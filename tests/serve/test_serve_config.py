@@ -129,3 +129,13 @@ def test_settings_reference_in_docs_is_generated_from_the_table() -> None:
     )
     for s in SETTINGS:
         assert f"| `{s.name}` |" in doc, f"setting {s.name} is undocumented"
+
+
+def test_tokens_over_plain_http_off_loopback_can_never_work(tmp_path: Path) -> None:
+    args = ["validate", "--store", str(tmp_path / "s"), "--host", "10.1.2.3", "--token", "a=b"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 78
+    assert "the apiserver sends tokens only to https URLs" in r.output
+    # On loopback (trying it out) it is allowed.
+    r = CliRunner().invoke(main, ["validate", "--store", str(tmp_path / "s"), "--token", "a=b"])
+    assert r.exit_code == 0, r.output
