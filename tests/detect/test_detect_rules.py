@@ -11,13 +11,17 @@ from kaudit.cli import main
 from kaudit.detect.engine import Engine
 from kaudit.detect.flat import table_from_events
 from kaudit.detect.rule import RuleSetError, load_rules
-from kaudit.detect.testing import expand_events, run_test
+from kaudit.detect.sql import check_rules_sql
+from kaudit.detect.testing import expand_events, run_rule_tests
 
 BUILTIN = load_rules()
 
 
 def test_builtin_pack_size_and_metadata() -> None:
     assert len(BUILTIN) >= 50
+    assert len({r.id for r in BUILTIN}) == len(BUILTIN)
+    # The pack's SQL binds (load_rules checks only a user's rules).
+    assert check_rules_sql(BUILTIN) == []
     for r in BUILTIN:
         assert r.mitre and r.title and r.description, r.id
         assert any(t.match for t in r.tests) and any(not t.match for t in r.tests), r.id
@@ -28,9 +32,10 @@ def test_builtin_embedded_tests(rule: object) -> None:
     from kaudit.detect.rule import Rule
 
     assert isinstance(rule, Rule)
-    for t in rule.tests:
-        res = run_test(rule, t)
-        assert res.ok, f"{rule.id} / {t.name}: {res.detail}"
+    results = run_rule_tests(rule)
+    assert len(results) == len(rule.tests)
+    for res in results:
+        assert res.ok, f"{rule.id} / {res.name}: {res.detail}"
 
 
 BAD = """\

@@ -399,6 +399,16 @@ class Engine:
                 out.append((t, aid, entity["stage"] or "", c.rule.id, alert))
         return out
 
+    def reset(self) -> None:
+        """Forget every window, term, sequence and suppression (as a new engine would)."""
+        max_keys = self._c[0].suppressor.last.max_keys if self._c else DEFAULT_MAX_KEYS
+        for c in self._c:
+            fresh = _Compiled(c.i, c.rule, max_keys)
+            c.machine, c.suppressor = fresh.machine, fresh.suppressor
+        self.events_seen = 0
+        self.alerts_raised = 0
+        self.watermark_us = None
+
     def _expire(self, now_us: int) -> None:
         for c in self._c:
             if c.machine is not None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from kaudit.detect.alert import Alert
 from kaudit.detect.engine import Engine, hunt
@@ -105,31 +106,59 @@ class TestResult:
     alerts: int
 
 
+class Evaluator:
+    """Hunt and streaming over small event sets, reusing one engine and one connection
+    for a rule set (the engine is reset between evaluations)."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = list(rules)
+        self.engine = Engine(self.rules)
+        self.con = duckdb.connect()
+
+    def hunt(self, table: pa.Table) -> list[Alert]:
+        self.con.register("events", table)
+        try:
+            return hunt(self.con, self.rules)
+        finally:
+            self.con.unregister("events")
+
+    def stream(self, table: pa.Table, batch_size: int = 0) -> list[Alert]:
+        self.engine.reset()
+        out: list[Alert] = []
+        step = batch_size or max(1, table.num_rows)
+        for off in range(0, table.num_rows, step):
+            out += self.engine.process(table.slice(off, step))
+        return out
+
+    def close(self) -> None:
+        self.engine.close()
+        self.con.close()
+
+
 def evaluate_events(
     rules: Sequence[Rule], events: Sequence[Event], *, batch_size: int = 0
 ) -> tuple[list[Alert], list[Alert]]:
     """(hunt alerts, streaming alerts) of ``rules`` over ``events``."""
-    table = table_from_events(events)
-    con = duckdb.connect()
+    ev = Evaluator(rules)
     try:
-        con.register("events", table)
-        hunted = hunt(con, rules)
+        table = table_from_events(events)
+        return ev.hunt(table), ev.stream(table, batch_size)
     finally:
-        con.close()
-    eng = Engine(rules)
-    streamed: list[Alert] = []
-    step = batch_size or max(1, table.num_rows)
-    for off in range(0, table.num_rows, step):
-        streamed += eng.process(table.slice(off, step))
-    eng.close()
-    return hunted, streamed
+        ev.close()
 
 
-def run_test(rule: Rule, test: RuleTest) -> TestResult:
-    events = expand_events(test.events, f"{rule.source} test {test.name!r}")
-    hunted, streamed = evaluate_events([rule], events)
-    streamed_1, _ = [], None
-    streamed_1 = evaluate_events([rule], events, batch_size=1)[1]
+def run_test(rule: Rule, test: RuleTest, evaluator: Evaluator | None = None) -> TestResult:
+    """Run one embedded test: hunt, streaming in one batch and one event at a time agree."""
+    ev = evaluator or Evaluator([rule])
+    try:
+        events = expand_events(test.events, f"{rule.source} test {test.name!r}")
+        table = table_from_events(events)
+        hunted = ev.hunt(table)
+        streamed = ev.stream(table)
+        streamed_1 = ev.stream(table, 1)
+    finally:
+        if evaluator is None:
+            ev.close()
     n = len(hunted)
     problems = []
     if test.match and n == 0:
@@ -147,5 +176,14 @@ def run_test(rule: Rule, test: RuleTest) -> TestResult:
     return TestResult(rule.id, test.name, not problems, "; ".join(problems), n)
 
 
+def run_rule_tests(rule: Rule) -> list[TestResult]:
+    """Every embedded test of ``rule``, on one engine."""
+    ev = Evaluator([rule])
+    try:
+        return [run_test(rule, t, ev) for t in rule.tests]
+    finally:
+        ev.close()
+
+
 def run_tests(rules: Sequence[Rule]) -> list[TestResult]:
-    return [run_test(r, t) for r in rules for t in r.tests]
+    return [res for r in rules for res in run_rule_tests(r)]
