@@ -164,3 +164,14 @@ def test_queries_during_compaction_never_fail(tmp_path: Path) -> None:
     assert errors == []
     assert seen and set(seen) == {expected}
     assert len(segments(store)) < 8
+
+
+def test_sql_cannot_read_the_quarantine(tmp_path: Path) -> None:
+    store = filled(tmp_path, 40, 1)
+    q = store.path / "quarantine"
+    q.mkdir(mode=0o700)
+    (q / "x.jsonl").write_text('{"raw": "password: hunter2"}\n')
+    code, _, err = cli(
+        "sql", "--store", str(store.path), f"select * from read_text('{q / 'x.jsonl'}')"
+    )
+    assert code == 1 and "disabled by configuration" in err

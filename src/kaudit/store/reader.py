@@ -20,7 +20,7 @@ import pyarrow as pa
 from kaudit.query.schema import COLUMN_NAMES
 from kaudit.store import manifest
 from kaudit.store.flatten import SCHEMA, empty_table
-from kaudit.store.layout import TMP_PREFIX, WAL_DIR
+from kaudit.store.layout import EVENTS_DIR, TMP_PREFIX, WAL_DIR
 from kaudit.store.manifest import ManifestState
 from kaudit.store.wal import read_wal
 
@@ -71,8 +71,8 @@ def connect(
     """A new in-memory DuckDB connection with the view ``events`` defined.
 
     ``sandbox``: once the view exists, SQL can read and write no file outside the
-    store directory (no ``read_text('/etc/...')``, no ``COPY ... TO`` elsewhere), and
-    cannot turn that off again.
+    store's segments (no ``read_text('/etc/...')``, nothing from the quarantine, no
+    ``COPY ... TO`` elsewhere), and cannot turn that off again.
     """
     snap = snap or snapshot(root)
     con = duckdb.connect(":memory:")
@@ -89,7 +89,8 @@ def connect(
         con.execute(f"CREATE VIEW events AS {tail_sql}")
     con.execute("SET TimeZone = 'UTC'")  # audit times are UTC; say so in every result
     if sandbox:
-        con.execute(f"SET allowed_directories=[{_quote(str(root))}]")
+        # The segments only: not the quarantine (raw, unredacted bodies), not the WAL.
+        con.execute(f"SET allowed_directories=[{_quote(str(root / EVENTS_DIR))}]")
         con.execute("SET enable_external_access=false")
         con.execute("SET lock_configuration=true")
     return con
