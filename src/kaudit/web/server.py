@@ -267,6 +267,13 @@ class DetectingWriter:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Settings such as flush_in_background belong to the wrapped writer.
+        if name in ("inner", "detector"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.inner, name, value)
+
 
 def start_detection(config: ServeConfig, store_path: Path) -> Any:
     """The streaming detector of ``config`` (rules, allowlist, sinks) on the store."""
