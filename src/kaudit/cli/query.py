@@ -8,7 +8,7 @@ investigation commands (``--store``, the filters, ``--format``) are defined here
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -157,8 +157,7 @@ def output_streams() -> tuple[Any, Any]:
     "--limit",
     type=click.IntRange(min=0),
     default=None,
-    help="At most this many rows; 0 for all. [default: 100 for table, all for json, "
-    "jsonl and csv]",
+    help="At most this many rows; 0 for all. [default: 100 for table, all for json, jsonl and csv]",
 )
 @click.option(
     "--order",
@@ -230,8 +229,7 @@ def query(
     )
     if cut.truncated:
         click.echo(
-            f"note: showing the first {limit} matching events (--order {order}); "
-            "--limit 0 for all",
+            f"note: showing the first {limit} matching events (--order {order}); --limit 0 for all",
             err=True,
         )
 
