@@ -133,10 +133,13 @@ def client_newest(client: Client) -> str:
 def test_overview_presets_count_back_from_the_newest_event(client: Client) -> None:
     d = get(client, "/api/v1/overview", since="1h")
     assert d["range"]["preset"] == "1h"
-    newest = client_newest(client)
-    assert newest.startswith("2025-03-03T09:23:")
-    assert d["range"]["until"] == "2025-03-03T09:24:00.000000Z"  # rounded up to the minute
-    assert d["range"]["since"] == "2025-03-03T08:24:00.000000Z"
+    from datetime import datetime, timedelta
+
+    newest = datetime.fromisoformat(client_newest(client).replace("Z", "+00:00"))
+    until = newest.replace(second=0, microsecond=0) + timedelta(minutes=1)  # rounded up
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    assert d["range"]["until"] == until.strftime(fmt)
+    assert d["range"]["since"] == (until - timedelta(hours=1)).strftime(fmt)
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,7 @@ def configmap_changes() -> list[Event]:
 
 def build_store(path: Path, n: int = N_EVENTS) -> UIStore:
     store = open_store(path)
-    tr = Traffic(seed=3, rate_per_s=3)
+    tr = Traffic(seed=9, rate_per_s=3)
     with store.writer() as w:
         events = list(tr.events(n))
         w.append_events(events[: n // 2] + configmap_changes(), cluster="prod")

@@ -384,13 +384,13 @@ class Background:
             ident = self.ctl["deployment-controller"]
             old = g.rv_now()
             new = g.rv()
-            req = bodies.deployment_apply(d, len(d.pods), "kubectl", old, ts, self.deploy_created)[
-                1
-            ]
+            req = bodies.deployment_apply(
+                d, bodies.replicas_of(d), "kubectl", old, ts, self.deploy_created
+            )[1]
             status = OK
-            resp = bodies.deployment_apply(d, len(d.pods), "kubectl", new, ts, self.deploy_created)[
-                1
-            ]
+            resp = bodies.deployment_apply(
+                d, bodies.replicas_of(d), "kubectl", new, ts, self.deploy_created
+            )[1]
             if g.rng.random() < 0.05:
                 status, resp = conflict("deployments", "apps", d.name)
             done = ObjectReference(

@@ -286,10 +286,10 @@ def deployment_apply(
             "namespace": d.namespace,
             "uid": d.uid,
             "resourceVersion": rv,
-            "generation": 7,
+            "generation": d.generation,
             "creationTimestamp": created,
             "labels": labels,
-            "annotations": {"deployment.kubernetes.io/revision": "7"},
+            "annotations": {"deployment.kubernetes.io/revision": str(d.revision)},
             "managedFields": [
                 _managed(manager, "Apply", "apps/v1", ts, apply_fields),
                 _managed("kube-controller-manager", "Update", "apps/v1", ts, status_fields),
@@ -299,7 +299,12 @@ def deployment_apply(
             "replicas": replicas,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"creationTimestamp": None, "labels": labels},
+                "metadata": {"creationTimestamp": None, "labels": labels}
+                | (
+                    {"annotations": {"kubectl.kubernetes.io/restartedAt": d.restarted_at}}
+                    if d.restarted_at
+                    else {}
+                ),
                 "spec": {
                     "containers": [
                         {
@@ -327,7 +332,7 @@ def deployment_apply(
             "progressDeadlineSeconds": 600,
         },
         "status": {
-            "observedGeneration": 6,
+            "observedGeneration": d.generation - 1,
             "replicas": replicas,
             "updatedReplicas": replicas,
             "readyReplicas": replicas,
@@ -335,6 +340,10 @@ def deployment_apply(
         },
     }
     return _enc(applied), _enc(stored)
+
+
+def replicas_of(d: Deployment) -> int:
+    return d.replicas or len(d.pods)
 
 
 def restart_patch(ts: str) -> bytes:

@@ -96,6 +96,23 @@ class Deployment:
     configmap: str
     secret: str
     pods: list[Pod] = field(default_factory=list)
+    # What changes over a day: new releases, restarts, scaling (see bodies.deployment_apply).
+    generation: int = 7
+    revision: int = 7
+    replicas: int = 0  # 0: as many as its pods
+    restarted_at: str = ""
+
+    def release(self) -> None:
+        """A new version of the application: the image's patch number goes up."""
+        repo, _, tag = self.image.rpartition(":")
+        major, minor, patch = (tag.split(".") + ["0", "0", "0"])[:3]
+        self.image = f"{repo}:{major}.{minor}.{int(patch) + 1 if patch.isdigit() else 1}"
+        self.changed()
+
+    def changed(self) -> None:
+        """The pod template changed: a new generation and a new ReplicaSet revision."""
+        self.generation += 1
+        self.revision += 1
 
 
 @dataclass(slots=True)

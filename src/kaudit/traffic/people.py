@@ -132,9 +132,11 @@ class People:
             )
             return 3
         elif r < 0.59:  # kubectl apply --server-side
+            if g.rng.random() < 0.3:
+                d.release()
             old = g.rv_now()
             applied, stored = bodies.deployment_apply(
-                d, len(d.pods), "kubectl", g.rv(), ts, self.deploy_created
+                d, bodies.replicas_of(d), "kubectl", g.rv(), ts, self.deploy_created
             )
             del old
             g.request(
@@ -154,8 +156,10 @@ class People:
                 resp_obj=Raw(stored),
             )
         elif r < 0.63:  # kubectl rollout restart
+            d.restarted_at = ts
+            d.changed()
             stored = bodies.deployment_apply(
-                d, len(d.pods), "kubectl", g.rv(), ts, self.deploy_created
+                d, bodies.replicas_of(d), "kubectl", g.rv(), ts, self.deploy_created
             )[1]
             g.request(
                 t,
@@ -174,6 +178,8 @@ class People:
             )
         elif r < 0.66:  # kubectl scale
             n = 2 + int(g.rng.random() * 6)
+            d.replicas = n
+            d.generation += 1
             scale = {
                 "kind": "Scale",
                 "apiVersion": "autoscaling/v1",
@@ -185,7 +191,7 @@ class People:
                     "creationTimestamp": self.deploy_created,
                 },
                 "spec": {"replicas": n},
-                "status": {"replicas": len(d.pods), "selector": f"app={d.name}"},
+                "status": {"replicas": bodies.replicas_of(d), "selector": f"app={d.name}"},
             }
             g.request(
                 t,
@@ -399,8 +405,10 @@ class People:
         ts = g.ts_s(t)
         if g.rng.random() < 0.5:  # argocd sync: server-side apply
             a = self.c.system["argocd"]
+            if g.rng.random() < 0.2:  # a new commit in the git repository
+                d.release()
             applied, stored = bodies.deployment_apply(
-                d, len(d.pods), "argocd-controller", g.rv(), ts, self.deploy_created
+                d, bodies.replicas_of(d), "argocd-controller", g.rv(), ts, self.deploy_created
             )
             g.request(
                 t,
@@ -454,6 +462,7 @@ class People:
             ref_done=g.ref("secrets", ns, f"sh.helm.release.v1.{rel}.v{version}"),
         )
         t3 = t2 + g.lat(20, 150)
+        d.release()  # helm upgrade: the new chart version's image
         patch = Raw(
             bodies._enc(
                 {
@@ -463,7 +472,9 @@ class People:
                 }
             )
         )
-        stored = bodies.deployment_apply(d, len(d.pods), "helm", g.rv(), ts, self.deploy_created)[1]
+        stored = bodies.deployment_apply(
+            d, bodies.replicas_of(d), "helm", g.rv(), ts, self.deploy_created
+        )[1]
         g.request(
             t3,
             RRS,
