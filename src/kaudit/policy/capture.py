@@ -271,6 +271,26 @@ def capture_from_connection(
     return capture
 
 
+#: The capture's per-segment rollup (kaudit.query.rollup): the grouping of one segment
+#: (every key and sum of _GROUP_SQL, managedFields left for later) and its time bounds.
+#: Bump the version when the grouping changes meaning without its SQL changing.
+ROLLUP_NAME = "policy-capture"
+ROLLUP_VERSION = "1"
+_ROLLUP_SQL = _GROUP_SQL.format(source="{rows}", req_mf=_MF_LATER, resp_mf=_MF_LATER).replace(
+    "\nFROM k\nGROUP BY ALL",
+    ",\n       epoch(min(ts)) AS t0, epoch(max(ts)) AS t1\nFROM k\nGROUP BY ALL",
+)
+_MERGE_SQL = (
+    "SELECT {keys}, {sums}, min(t0) AS t0, max(t1) AS t1 FROM kaudit_capture_parts GROUP BY ALL"
+)
+
+
+def _rollup(names: Sequence[str], since: datetime | None, until: datetime | None) -> Any:
+    from kaudit.query.rollup import Rollup
+
+    return Rollup(ROLLUP_NAME, ROLLUP_VERSION, _ROLLUP_SQL, _params(names, since, until))
+
+
 def capture_from_store(
     path: str,
     *,
@@ -278,15 +298,87 @@ def capture_from_store(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> Capture:
-    """Group every stored event (segments plus the WAL tail) in one DuckDB pass."""
-    from kaudit.store import open_store
+    """Group every stored event (segments plus the WAL tail).
+
+    Each segment wholly inside the range is grouped once and kept as a rollup
+    (:mod:`kaudit.query.rollup`, keyed by the segment's SHA-256 and the names the
+    policies list); segments the range cuts and the write-ahead log tail are grouped
+    live. The groups of all of them are then added up, so the result is the same as
+    one pass over every event.
+    """
+    from kaudit.query.rollup import RollupReader
+    from kaudit.store import open_store, reader
 
     store = open_store(path, create=False)
-    con = store.connect()
-    # The connection stays open for the second (managedFields) pass, if one is needed.
-    return capture_from_connection(
-        con, names=names, since=since, until=until, description=f"store {store.path}"
-    )
+    root = store.path
+    snap = reader.snapshot(root)
+    since_us = None if since is None else _micros(since)
+    until_us = None if until is None else _micros(until)
+    whole = _rollup(names, None, None)
+    cut = _rollup(names, since, until)
+    inside, partial = [], []
+    for seg in sorted(snap.state.segments.values(), key=lambda s: s.path):
+        if (until_us is not None and seg.min_ts >= until_us) or (
+            since_us is not None and seg.max_ts < since_us
+        ):
+            continue
+        if (since_us is None or seg.min_ts >= since_us) and (
+            until_us is None or seg.max_ts < until_us
+        ):
+            inside.append(seg)
+        else:
+            partial.append(seg)
+    with RollupReader(root) as rr:
+        parts = [rr.gather(whole, inside)]
+        parts.extend(rr.compute(cut, str(root / seg.path)) for seg in partial)
+        if snap.tail.num_rows:
+            parts.append(rr.compute(cut, snap.tail))
+        rr.prune(whole, snap.state.segments.values())
+        table = _merge(parts)
+    capture = Capture(_to_groups(table), f"store {root}")
+    t0 = [v for v in table.column("t0").to_pylist() if v is not None]
+    t1 = [v for v in table.column("t1").to_pylist() if v is not None]
+    capture.first_ts = float(min(t0)) if t0 else None
+    capture.last_ts = float(max(t1)) if t1 else None
+    params = _params(names, since, until)
+    mf_sql = _MF_SQL.format(source="events", req_mf=_REQ_MF, resp_mf=_RESP_MF)
+
+    def refill(pairs: list[str]) -> list[Group]:
+        # The second pass (rare: a policy stripping managedFields at Request or more)
+        # reads the bodies of the pairs it needs, over the same snapshot.
+        con = reader.connect(root, snap)
+        try:
+            _prepare(con)
+            return _to_groups(con.sql(mf_sql, params={**params, "pairs": pairs}).to_arrow_table())
+        finally:
+            con.close()
+
+    capture.refill = refill
+    return capture
+
+
+def _micros(t: datetime) -> int:
+    from datetime import UTC
+
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
+def _merge(parts: list[Any]) -> Any:
+    import pyarrow as pa
+
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("kaudit_capture_parts", pa.concat_tables(parts, promote_options="permissive"))
+        keys = ", ".join(_KEY_COLS)
+        sums = ", ".join(
+            f"{_MF_LATER} AS {c}" if c in ("req_mf", "resp_mf") else f"sum({c}) AS {c}"
+            for c in _SUM_COLS
+        )
+        return con.sql(_MERGE_SQL.format(keys=keys, sums=sums)).to_arrow_table()
+    finally:
+        con.close()
 
 
 def capture_from_logs(

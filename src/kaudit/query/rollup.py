@@ -1,0 +1,204 @@
+"""Rollups: small aggregates computed once per immutable segment, kept as derived caches.
+
+A :class:`Rollup` names an aggregation: SQL over the rows of one segment (the relation
+``{rows}`` in its text) producing a small table whose rows can be merged across
+segments (counts and sums added, minima and maxima taken). Segments never change
+once written, so the aggregate of a segment is computed once and kept under
+``<store>/cache/<name>/<segment sha256>-<version>.parquet`` (directory 0700, file 0600,
+written to a temporary name and renamed). ``version`` is the rollup's own version
+plus a digest of its SQL and parameters: a change of either makes new files, never a
+wrong answer.
+
+:meth:`RollupReader.gather` answers with the aggregates of the segments asked for (read
+from the cache, or computed and cached) plus the aggregate of the write-ahead log tail,
+computed live, as one Arrow table; the caller merges it with SQL of its own. Cache files
+of segments the manifest no longer lists (compaction, retention) are removed
+opportunistically. A cache that cannot be written (a read-only copy of a store) only
+costs the recomputation; a cache file that cannot be read is recomputed. Two readers
+racing to build the same file both compute it; the last rename wins, harmlessly.
+
+The rollup's connection is internal: it reads the store's segments only, and user SQL
+never reaches it (the cache is not part of the ``events`` view's sandbox).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kaudit.store.flatten import SCHEMA, empty_table
+from kaudit.store.layout import DIR_MODE, EVENTS_DIR, FILE_MODE, TMP_PREFIX
+from kaudit.store.manifest import SegmentInfo
+
+CACHE_DIR: Final = "cache"
+_ROWS: Final = "kaudit_rollup_rows"
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """A named, versioned aggregation of one segment's rows (``{rows}`` in ``sql``)."""
+
+    name: str
+    version: str
+    sql: str
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The version in file names: ``version`` and a digest of the SQL and parameters."""
+        body = json.dumps([self.sql, dict(self.params)], sort_keys=True, default=str)
+        return f"{self.version}.{hashlib.sha256(body.encode()).hexdigest()[:12]}"
+
+    def query(self, relation: str) -> str:
+        return self.sql.replace("{rows}", relation)
+
+
+@dataclass(slots=True)
+class RollupStats:
+    """What one reader did: aggregates read from the cache, computed, written, removed."""
+
+    cached: int = 0
+    computed: int = 0
+    written: int = 0
+    removed: int = 0
+
+
+class RollupReader:
+    """Per-segment aggregates of one store, from its cache or computed (see the module)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.stats = RollupStats()
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    # --- the internal connection: the segments only ---------------------------------
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            con = duckdb.connect(":memory:")
+            con.execute("SET TimeZone = 'UTC'")
+            events = str(self.root / EVENTS_DIR).replace("'", "''")
+            con.execute(f"SET allowed_directories=['{events}']")
+            con.execute("SET enable_external_access=false")
+            con.execute("SET lock_configuration=true")
+            self._con = con
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> RollupReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- one aggregate --------------------------------------------------------------
+
+    def path(self, rollup: Rollup, seg: SegmentInfo) -> Path:
+        return self.root / CACHE_DIR / rollup.name / f"{seg.sha256}-{rollup.key}.parquet"
+
+    def compute(self, rollup: Rollup, relation: str | pa.Table) -> pa.Table:
+        """The aggregate of ``relation``: a segment's path, or an Arrow table of rows."""
+        con = self.con
+        if isinstance(relation, pa.Table):
+            con.register(_ROWS, relation.cast(SCHEMA))
+            try:
+                return con.sql(
+                    rollup.query(_ROWS), params=dict(rollup.params) or None
+                ).to_arrow_table()
+            finally:
+                con.unregister(_ROWS)
+        src = "read_parquet('" + relation.replace("'", "''") + "', hive_partitioning = false)"
+        return con.sql(rollup.query(src), params=dict(rollup.params) or None).to_arrow_table()
+
+    def segment(self, rollup: Rollup, seg: SegmentInfo) -> pa.Table:
+        """The aggregate of one segment, from the cache or computed (and then cached)."""
+        path = self.path(rollup, seg)
+        try:
+            table = pq.read_table(path)
+            self.stats.cached += 1
+            return table
+        except FileNotFoundError:
+            pass
+        except (OSError, pa.ArrowException):
+            pass  # unreadable (a torn copy, a bad disk): computed again and replaced
+        table = self.compute(rollup, str(self.root / seg.path))
+        self.stats.computed += 1
+        self._write(path, table)
+        return table
+
+    def _write(self, path: Path, table: pa.Table) -> None:
+        tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{path.name}"
+        try:
+            for d in (path.parent.parent, path.parent):
+                d.mkdir(mode=DIR_MODE, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            with os.fdopen(fd, "wb") as f:
+                pq.write_table(table, f, compression="zstd")
+            os.replace(tmp, path)
+            self.stats.written += 1
+        except OSError:
+            # A read-only store: answers are still right, only recomputed next time.
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+    # --- many ---------------------------------------------------------------------
+
+    def gather(
+        self,
+        rollup: Rollup,
+        segments: Iterable[SegmentInfo],
+        tail: pa.Table | None = None,
+    ) -> pa.Table:
+        """The aggregates of ``segments`` and of the ``tail`` rows, one table (unmerged)."""
+        parts = [self.segment(rollup, s) for s in segments]
+        if tail is not None and tail.num_rows:
+            parts.append(self.compute(rollup, tail))
+        if not parts:
+            # The aggregate's shape without its rows: the SQL over no rows at all.
+            return self.compute(rollup, _empty_rows()).slice(0, 0)
+        return pa.concat_tables(parts, promote_options="permissive")
+
+    def prune(self, rollup: Rollup | str, live: Iterable[SegmentInfo]) -> int:
+        """Remove the cached aggregates of segments not in ``live`` (every version)."""
+        name = rollup.name if isinstance(rollup, Rollup) else rollup
+        keep = {s.sha256 for s in live}
+        d = self.root / CACHE_DIR / name
+        removed = 0
+        try:
+            entries = list(d.iterdir())
+        except OSError:
+            return 0
+        for p in entries:
+            if p.name.startswith(TMP_PREFIX) or p.suffix != ".parquet":
+                continue
+            if p.name.split("-", 1)[0] not in keep:
+                try:
+                    p.unlink()
+                    removed += 1
+                except OSError:
+                    continue
+        self.stats.removed += removed
+        return removed
+
+
+def _empty_rows() -> pa.Table:
+    return empty_table()
+
+
+__all__ = ["CACHE_DIR", "Rollup", "RollupReader", "RollupStats"]
