@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,19 @@ BAD_REQUESTS: dict[str, tuple[dict[str, str], bytes, int, str]] = {
         "UnsupportedMediaType",
     ),
     "gzip": ({**AUTH, "Content-Encoding": "gzip"}, b"TRUNCATE", 415, "UnsupportedContentEncoding"),
+    # 1 GiB of JSON whitespace in about 1 MiB: refused unread, never decompressed.
+    "compression bomb": (
+        {**AUTH, "Content-Encoding": "gzip"},
+        b"BOMB",
+        415,
+        "UnsupportedContentEncoding",
+    ),
+    "deflate": (
+        {**AUTH, "Content-Encoding": "deflate"},
+        b"TRUNCATE",
+        415,
+        "UnsupportedContentEncoding",
+    ),
     "no credentials": ({"Content-Type": "application/json"}, b"TRUNCATE", 401, "Unauthorized"),
     "bad token": (
         {"Authorization": "Bearer nope", "Content-Type": "application/json"},
@@ -109,6 +124,17 @@ BAD_REQUESTS: dict[str, tuple[dict[str, str], bytes, int, str]] = {
 }
 
 
+@functools.cache
+def _bomb() -> bytes:
+    """gzip of 1 GiB of JSON whitespace (about 1 MiB), made in chunks."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip member
+    chunk = b" " * (1 << 20)
+    parts = [z.compress(b"[")]
+    parts += [z.compress(chunk) for _ in range(1 << 10)]
+    parts += [z.compress(b"]"), z.flush()]
+    return b"".join(parts)
+
+
 @pytest.mark.parametrize("name", list(BAD_REQUESTS))
 def test_bad_requests_get_documented_status_and_server_keeps_serving(
     tmp_path: Path, name: str
@@ -117,6 +143,8 @@ def test_bad_requests_get_documented_status_and_server_keeps_serving(
     good = event_list(events(10, seed=11))
     if body == b"TRUNCATE":
         body = good[: len(good) // 2]
+    elif body == b"BOMB":
+        body = _bomb()
 
     async def scenario(c: httpx.AsyncClient, app: Any) -> None:
         r = await c.post("/audit/webhook", content=body, headers=headers)
