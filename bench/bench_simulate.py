@@ -1,13 +1,16 @@
 """Policy simulation benchmark: replay stored events under a policy.
 
-    python bench/bench_simulate.py [--events 1000000] [--store DIR] [--scale 10]
+    python bench/bench_simulate.py [--events 1000000] [--store DIR] [--scale 10] [--no-scan]
 
 Builds a store of ``--events`` generated events (``kaudit.traffic``, not timed) unless
 ``--store`` names an existing one, then times ``kaudit policy simulate``'s two steps:
-grouping the capture in DuckDB (one pass over the stored events) and evaluating the
-policy per group. ``--scale N`` also times a view that reads the store N times over
-(``UNION ALL``), i.e. N x the events, for a 10M figure from a 1M store when building a
-real 10M store is too slow. Prints figures; asserts nothing about time.
+grouping the capture and evaluating the policy per group. Three ways: ``capture_from_store``
+with the per-segment rollups removed first (cold: every segment grouped and cached), then
+again (warm: the cached groups merged), and one DuckDB pass over the whole ``events``
+view without rollups (``--no-scan`` skips it). ``--scale N`` also times a view that reads
+the store N times over (``UNION ALL``). For a real 10M store, grow one with
+``bench/bench_ui.py --events 1000000 --copies 10 --keep DIR`` and pass ``--store DIR``.
+Prints figures; asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +28,9 @@ import msgspec
 import pyarrow as pa
 
 from kaudit.policy import load_policy_bytes
-from kaudit.policy.simulate import capture_from_connection, names_of, simulate
+from kaudit.policy.capture import ROLLUP_NAME
+from kaudit.policy.simulate import capture_from_connection, capture_from_store, names_of, simulate
+from kaudit.query.rollup import CACHE_DIR
 from kaudit.store import open_store
 
 POLICY = """\
@@ -91,11 +97,14 @@ def build(root: Path, n: int) -> None:
         w.flush()
 
 
-def run(con: duckdb.DuckDBPyConnection, relation: str, label: str) -> None:
+def run(con: duckdb.DuckDBPyConnection | Path, relation: str, label: str) -> None:
     pol = load_policy_bytes(POLICY, "bench-policy.yaml")
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    cap = capture_from_connection(con, relation, names=names_of([pol]))
+    if isinstance(con, Path):
+        cap = capture_from_store(str(con), names=names_of([pol]))
+    else:
+        cap = capture_from_connection(con, relation, names=names_of([pol]))
     t1 = time.perf_counter()
     sim = simulate(pol, cap)  # includes the managedFields pass for the groups that need it
     t2 = time.perf_counter()
@@ -116,6 +125,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--store", type=Path, default=None, help="an existing store to read")
     ap.add_argument("--scale", type=int, default=0, help="also read the store N times over")
+    ap.add_argument("--no-scan", action="store_true", help="skip the pass without rollups")
     args = ap.parse_args()
     print(machine())
     root = args.store
@@ -130,9 +140,12 @@ def main() -> None:
     store = open_store(root, create=False)
     st = store.stats()
     print(f"store: {st.events:,} events, {st.bytes / 1e6:.1f} MB in {st.segments} segments")
-    for attempt in ("cold", "warm"):
+    shutil.rmtree(root / CACHE_DIR / ROLLUP_NAME, ignore_errors=True)
+    run(root, "events", "rollups, cold (every segment grouped and cached)")
+    run(root, "events", "rollups, warm (cached groups merged)")
+    if not args.no_scan:
         con = store.connect()
-        run(con, "events", f"store ({attempt} run)")
+        run(con, "events", "one pass over every event, no rollups")
         con.close()
     if args.scale > 1:
         con = store.connect()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import duckdb
+import pyarrow as pa
 
 from kaudit.query.schema import COLUMN_NAMES
 from kaudit.store import manifest, reader
@@ -59,6 +60,7 @@ class Span:
     oldest_us: int | None  # the oldest and newest ``ts`` stored
     newest_us: int | None
     read: int = 0  # segments the ``span`` view reads
+    tail: pa.Table | None = None  # the write-ahead log tail's rows (for rollups)
 
     def narrow(self, since_us: int, until_us: int) -> None:
         """(Re)define ``span``: the segments whose ``[min_ts, max_ts]`` meets
@@ -96,7 +98,6 @@ def open_span(root: Path) -> Span:
     mins = [s.min_ts for s in segs]
     maxs = [s.max_ts for s in segs]
     if snap.tail.num_rows:
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         mm = pc.min_max(snap.tail["ts"].cast(pa.int64())).as_py()
@@ -110,6 +111,7 @@ def open_span(root: Path) -> Span:
         wal_bytes=snap.wal_bytes,
         oldest_us=min(mins) if mins else None,
         newest_us=max(maxs) if maxs else None,
+        tail=snap.tail,
     )
 
 

@@ -29,6 +29,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from kaudit.query.output import iso
+from kaudit.web.ui.rollups import OverviewRollups, aligned
 from kaudit.web.ui.span import PRIOR_VIEW, SPAN_VIEW, Span
 from kaudit.web.ui.timerange import TimeRange, bucket_seconds
 
@@ -279,9 +280,11 @@ def top_identities(
     cluster: str | None,
     *,
     before: bool,
+    rollups: OverviewRollups | None = None,
 ) -> dict[str, Any]:
     """Top users, service accounts, source IPs, user agents; ``new`` when never seen
-    before the range (one query over the older events, none when there are none)."""
+    before the range (from the rollups, or one query over the older events; none when
+    there are none)."""
     out: dict[str, Any] = {}
     for key, (col, keep) in _IDENTITIES.items():
         out[key] = _top_of(groups[col], col, keep=keep)
@@ -291,27 +294,36 @@ def top_identities(
         for col in seen
     }
     if before and any(wanted.values()):
-        extra, params = "", list[object]([rng.since])
-        if cluster:
-            extra = " AND cluster = ?"
-            params.append(cluster)
-        parts, qp = [], []
-        for col, values in wanted.items():
-            if values:
-                parts.append(
-                    f"SELECT '{col}' AS c, {col} AS v FROM e WHERE list_contains(?, {col})"
-                )
-                qp.append(values)
-        sql = (
-            f"WITH e AS (SELECT username, source_ip, user_agent FROM {PRIOR_VIEW} "
-            f"WHERE ts < ?{extra}) SELECT DISTINCT c, v FROM ({' UNION ALL '.join(parts)})"
-        )
-        for r in _rows(con, sql, [*params, *qp]):
-            seen[r["c"]].add(r["v"])
+        if rollups is not None:
+            seen = rollups.seen_before(wanted, rng.since_us, cluster)
+        else:
+            seen = _seen_before(con, wanted, rng, cluster)
     for key, (col, _) in _IDENTITIES.items():
         for i in out[key]:
             i["new"] = i["value"] not in seen[col]
     return out
+
+
+def _seen_before(
+    con: Any, wanted: dict[str, list[str]], rng: TimeRange, cluster: str | None
+) -> dict[str, set[str]]:
+    seen: dict[str, set[str]] = {col: set() for col in wanted}
+    extra, params = "", list[object]([rng.since])
+    if cluster:
+        extra = " AND cluster = ?"
+        params.append(cluster)
+    parts, qp = [], []
+    for col, values in wanted.items():
+        if values:
+            parts.append(f"SELECT '{col}' AS c, {col} AS v FROM e WHERE list_contains(?, {col})")
+            qp.append(values)
+    sql = (
+        f"WITH e AS (SELECT username, source_ip, user_agent FROM {PRIOR_VIEW} "
+        f"WHERE ts < ?{extra}) SELECT DISTINCT c, v FROM ({' UNION ALL '.join(parts)})"
+    )
+    for r in _rows(con, sql, [*params, *qp]):
+        seen[r["c"]].add(r["v"])
+    return seen
 
 
 def anonymous(con: Any) -> dict[str, Any]:
@@ -456,7 +468,10 @@ def latency(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
 def noisy_clients(groups: dict[str, list[dict[str, Any]]], rng: TimeRange) -> list[dict[str, Any]]:
     minutes = max(rng.seconds / 60.0, 1 / 60)
     total = max(sum(int(g["n"]) for g in groups["code"]), 1)
-    rows = sorted(groups["client"], key=lambda g: (-int(g["n"]), str(g["username"])))[:TOP]
+    rows = sorted(
+        groups["client"],
+        key=lambda g: (-int(g["n"]), str(g["username"]), str(g["user_agent"])),
+    )[:TOP]
     return [
         {
             "username": r["username"],
@@ -470,16 +485,19 @@ def noisy_clients(groups: dict[str, list[dict[str, Any]]], rng: TimeRange) -> li
     ]
 
 
-def policy_coverage(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
-    where, params = _scope(rng, cluster)
-    counts = {
-        r["level"]: int(r["n"])
-        for r in _rows(
-            con,
-            f"SELECT level, count(*) AS n FROM {SPAN_VIEW} WHERE {where} GROUP BY level",
-            params,
-        )
-    }
+def policy_coverage(
+    con: Any, rng: TimeRange, cluster: str | None, counts: dict[Any, int] | None = None
+) -> dict[str, Any]:
+    if counts is None:
+        where, params = _scope(rng, cluster)
+        counts = {
+            r["level"]: int(r["n"])
+            for r in _rows(
+                con,
+                f"SELECT level, count(*) AS n FROM {SPAN_VIEW} WHERE {where} GROUP BY level",
+                params,
+            )
+        }
     total = sum(counts.values())
     return {
         "events": total,
@@ -506,9 +524,12 @@ def _rejected(metrics: Any) -> dict[str, int]:
     return out
 
 
-def pipeline_store(span: Span) -> dict[str, Any]:
+def pipeline_store(span: Span, rollups: OverviewRollups | None = None) -> dict[str, Any]:
     """The store's own figures (cached with the panels)."""
-    newest = _scalar(span.con, "SELECT max(stage_ts) FROM events")
+    if rollups is not None:
+        newest = rollups.newest_stage_ts()
+    else:
+        newest = _scalar(span.con, "SELECT max(stage_ts) FROM events")
     return {
         "source": "store",
         "stored_events": sum(s.rows for s in span.segments) + span.tail_rows,
@@ -551,16 +572,37 @@ def pipeline(
 
 
 def panels(span: Span, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
-    """Every panel of the overview that depends only on the stored data (cacheable)."""
+    """Every panel of the overview that depends only on the stored data (cacheable).
+
+    The counting panels, first-seen markers, the cluster list, policy coverage and the
+    newest event come from the per-segment rollups (:mod:`kaudit.web.ui.rollups`) when
+    the range is on whole minutes; the list panels and latency read the range's rows."""
     span.narrow(rng.since_us, rng.until_us)
+    width, _ = _buckets(rng)
+    rollups = OverviewRollups(span, REQUEST) if aligned(rng.since_us, rng.until_us, width) else None
+    try:
+        return _panels(span, rng, cluster, rollups)
+    finally:
+        if rollups is not None:
+            rollups.close()
+
+
+def _panels(
+    span: Span, rng: TimeRange, cluster: str | None, rollups: OverviewRollups | None
+) -> dict[str, Any]:
     con = span.con
-    groups = one_pass(con, rng, cluster)
+    levels: dict[Any, int] | None = None
+    if rollups is not None:
+        groups, levels = rollups.groups(rng.since_us, rng.until_us, _buckets(rng)[0], cluster)
+        clusters = rollups.clusters()
+    else:
+        groups = one_pass(con, rng, cluster)
+        clusters = [
+            r["cluster"]
+            for r in _rows(con, "SELECT DISTINCT cluster FROM events ORDER BY cluster LIMIT 100")
+        ]
     load_few(con, rng, cluster)
     codes = response_codes(groups)
-    clusters = [
-        r["cluster"]
-        for r in _rows(con, "SELECT DISTINCT cluster FROM events ORDER BY cluster LIMIT 100")
-    ]
     before = span.oldest_us is not None and span.oldest_us < rng.since_us
     return {
         "range": rng.to_dict(),
@@ -570,15 +612,15 @@ def panels(span: Span, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
         "requests_over_time": requests_over_time(groups, rng),
         "response_codes": codes,
         "authorization": authorization(con, groups, rng, cluster),
-        "top": top_identities(con, groups, rng, cluster, before=before),
+        "top": top_identities(con, groups, rng, cluster, before=before, rollups=rollups),
         "anonymous": anonymous(con),
         "sessions": sessions(con, rng, cluster),
         "secret_reads": secret_reads(con),
         "rbac_changes": rbac_changes(con, rng, cluster),
         "latency": latency(con, rng, cluster),
         "noisy_clients": noisy_clients(groups, rng),
-        "pipeline": pipeline_store(span),
-        "policy_coverage": policy_coverage(con, rng, cluster),
+        "pipeline": pipeline_store(span, rollups),
+        "policy_coverage": policy_coverage(con, rng, cluster, levels),
     }
 
 
