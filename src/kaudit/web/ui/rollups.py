@@ -20,6 +20,8 @@ ranges (a bound inside a minute, buckets under a minute) are scanned as before.
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -27,6 +29,20 @@ import duckdb
 import pyarrow as pa
 
 from kaudit.query.rollup import Rollup, RollupReader
+from kaudit.web.ui.predicates import (
+    ANONYMOUS,
+    DENIED_TARGET,
+    LAT_RES,
+    LAT_US,
+    LAT_WHERE,
+    PATH,
+    RBAC_COLS,
+    RBAC_WRITE,
+    REQUEST,
+    SECRET_READ,
+    SESSION_COLS,
+    STREAM,
+)
 from kaudit.web.ui.span import Span
 
 MINUTE_US: Final = 60_000_000
@@ -79,6 +95,98 @@ SEEN: Final = Rollup(
 )
 _SEEN_GID: Final = {k: _gid((k,), _SEEN_KEYS) for k in _SEEN_KEYS}
 _CLUSTER_GID: Final = _gid((), _SEEN_KEYS)
+
+
+#: The anonymous, denied and secret-read panels: per minute and cluster, the requests by
+#: ``kind`` and value (``anon_ip``: source IP, ``anon_path``: URI path, ``denied``: the
+#: denied target) and the secret reads by user and secret (namespace, name), so distinct
+#: secrets and namespaces per user still count right across segments and minutes.
+LISTS: Final = Rollup(
+    "overview-lists",
+    "1",
+    f"WITH q AS (SELECT epoch_us(ts) // {MINUTE_US} AS m, cluster, username, namespace, "
+    f"name, source_ip, code, {PATH} AS path, {DENIED_TARGET} AS target, "
+    f"{ANONYMOUS} AS anon, decision = 'forbid' AS forbid, {SECRET_READ} AS secret "
+    f"FROM {{rows}} WHERE {REQUEST} AND ({ANONYMOUS} OR decision = 'forbid' "
+    f"OR ({SECRET_READ}))) "
+    "SELECT m, cluster, 'anon_ip' AS kind, source_ip AS v, NULL::VARCHAR AS username, "
+    "NULL::VARCHAR AS namespace, NULL::VARCHAR AS name, count(*) AS n, 0::BIGINT AS denied "
+    "FROM q WHERE anon GROUP BY ALL "
+    "UNION ALL SELECT m, cluster, 'anon_path', path, NULL, NULL, NULL, count(*), 0 "
+    "FROM q WHERE anon GROUP BY ALL "
+    "UNION ALL SELECT m, cluster, 'denied', target, NULL, NULL, NULL, count(*), 0 "
+    "FROM q WHERE forbid GROUP BY ALL "
+    "UNION ALL SELECT m, cluster, 'secret', NULL, username, namespace, name, count(*), "
+    "count(*) FILTER (code = 403) FROM q WHERE secret GROUP BY ALL",
+)
+#: exec/attach/port-forward rows (every stage) and RBAC writes: small row selections.
+SESSIONS: Final = Rollup(
+    "overview-sessions", "1", f"SELECT {SESSION_COLS}, cluster FROM {{rows}} WHERE {STREAM}"
+)
+RBAC: Final = Rollup(
+    "overview-rbac",
+    "1",
+    f"SELECT {RBAC_COLS}, stage, api_group, cluster FROM {{rows}} "
+    f"WHERE {REQUEST} AND {RBAC_WRITE}",
+)
+#: Latency buckets per 2**(1/8): a value in bucket k lies in [2**(k/8), 2**((k+1)/8)) µs.
+LAT_STEPS: Final = 8
+#: The bucket of latencies under one microsecond (zero, or negative from clock skew).
+LAT_LOW: Final = -1_000_000
+#: The most an estimated quantile differs from the exact one, relatively: half a bucket
+#: on the log scale, 2**(1/16) - 1.
+LAT_ERROR: Final = 2 ** (1 / (2 * LAT_STEPS)) - 1
+LATENCY: Final = Rollup(
+    "overview-latency",
+    "1",
+    f"WITH l AS (SELECT epoch_us(ts) // {MINUTE_US} AS m, cluster, verb, {LAT_RES} AS res, "
+    f"{LAT_US} AS us FROM {{rows}} WHERE {LAT_WHERE}), "
+    f"b AS (SELECT *, CASE WHEN us < 1 THEN {LAT_LOW} "
+    f"ELSE CAST(floor({LAT_STEPS} * log2(us)) AS INTEGER) END AS k FROM l) "
+    "SELECT CAST(GROUPING(verb, res) AS INTEGER) AS gid, m, cluster, verb, res, k, "
+    "count(*) AS n, min(us) AS lo, max(us) AS hi "
+    "FROM b GROUP BY GROUPING SETS ((m, cluster, verb, k), (m, cluster, res, k))",
+)
+
+
+def estimate(buckets: Sequence[tuple[int, int, int, int]], qs: Sequence[float]) -> list[float]:
+    """``quantile_cont`` of the values a histogram counts, estimated (in µs).
+
+    ``buckets`` are ``(k, n, lo, hi)`` sorted by ``k``: ``n`` values between ``lo`` and
+    ``hi`` (exact) in bucket ``k``. The value at a rank is its bucket's ``lo`` or ``hi``
+    when it is the bucket's first or last, else the bucket's geometric middle (kept
+    within ``[lo, hi]``): within :data:`LAT_ERROR` of the exact value, relatively, and
+    so is the interpolation between two ranks."""
+    total = sum(b[1] for b in buckets)
+    if not total:
+        return [0.0 for _ in qs]
+    starts = []
+    acc = 0
+    for b in buckets:
+        starts.append(acc)
+        acc += b[1]
+
+    def at(rank: int) -> float:
+        i = bisect.bisect_right(starts, rank) - 1
+        k, n, lo, hi = buckets[i]
+        if rank == starts[i]:
+            return float(lo)
+        if rank == starts[i] + n - 1:
+            return float(hi)
+        if k == LAT_LOW:
+            return float(hi)
+        mid = 2 ** ((k + 0.5) / LAT_STEPS)
+        return float(min(max(mid, lo), hi))
+
+    out = []
+    for q in qs:
+        h = (total - 1) * q
+        r = int(math.floor(h))
+        x = at(r)
+        if h > r:
+            x += (h - r) * (at(r + 1) - x)
+        out.append(x)
+    return out
 
 
 def aligned(since_us: int, until_us: int, width_secs: int) -> bool:
@@ -143,6 +251,108 @@ class OverviewRollups:
                 out[name].append(r)
         return out, levels
 
+    def _meeting(self, since_us: int, until_us: int) -> list[Any]:
+        return [s for s in self.span.segments if s.max_ts >= since_us and s.min_ts < until_us]
+
+    def _gather(self, rollup: Rollup, since_us: int, until_us: int) -> pa.Table:
+        table = self.reader.gather(rollup, self._meeting(since_us, until_us), self.span.tail)
+        self.reader.prune(rollup, self.span.segments)
+        return table
+
+    def selection(self, which: str, since_us: int, until_us: int) -> pa.Table:
+        """The ``sessions`` or ``rbac`` rows of the segments meeting the range and of the
+        tail (not yet cut to the range: the caller's query does that)."""
+        return self._gather({"sessions": SESSIONS, "rbac": RBAC}[which], since_us, until_us)
+
+    def _minutes(
+        self, rollup: Rollup, since_us: int, until_us: int, cluster: str | None, sql: str
+    ) -> list[dict[str, Any]]:
+        # ``sql`` reads ``r`` WHERE {where}: the rows of the range's minutes (and cluster).
+        table = self._gather(rollup, since_us, until_us)
+        where = "m >= ? AND m < ?"
+        params: list[object] = [since_us // MINUTE_US, until_us // MINUTE_US]
+        if cluster:
+            where += " AND cluster = ?"
+            params.append(cluster)
+        return self._rows(table, sql.replace("{where}", where), params)
+
+    def lists(self, since_us: int, until_us: int, cluster: str | None, top: int) -> dict[str, Any]:
+        """The anonymous panel, the top denied targets and the secret reads by user."""
+        rows = self._minutes(
+            LISTS,
+            since_us,
+            until_us,
+            cluster,
+            "SELECT kind, v, username, CAST(sum(n) AS BIGINT) AS n, "
+            "CAST(sum(denied) AS BIGINT) AS denied, "
+            "count(DISTINCT namespace || '/' || name) AS names, "
+            "count(DISTINCT namespace) AS nss FROM r WHERE {where} GROUP BY ALL",
+        )
+        by_kind: dict[str, list[dict[str, Any]]] = {
+            "anon_ip": [],
+            "anon_path": [],
+            "denied": [],
+            "secret": [],
+        }
+        for r in rows:
+            by_kind[r["kind"]].append(r)
+
+        def ranked(kind: str, n: int) -> list[dict[str, Any]]:
+            items = [(r["v"], int(r["n"])) for r in by_kind[kind] if r["v"] is not None]
+            items.sort(key=lambda kv: (-kv[1], kv[0]))
+            return [{"value": v, "count": c} for v, c in items[:n]]
+
+        secrets = sorted(
+            by_kind["secret"], key=lambda r: (-int(r["n"]), r["username"] is None, r["username"])
+        )
+        return {
+            "anonymous": {
+                "total": sum(int(r["n"]) for r in by_kind["anon_ip"]),
+                "top_source_ips": ranked("anon_ip", 5),
+                "top_paths": ranked("anon_path", 5),
+            },
+            "top_denied_resources": ranked("denied", top),
+            "secret_reads": [
+                {
+                    "username": r["username"],
+                    "count": int(r["n"]),
+                    "secrets": int(r["names"]),
+                    "namespaces": int(r["nss"]),
+                    "denied": int(r["denied"]),
+                }
+                for r in secrets[: top * 2]
+            ],
+        }
+
+    def latency(
+        self, since_us: int, until_us: int, cluster: str | None, qs: Sequence[float]
+    ) -> list[dict[str, Any]]:
+        """Per verb (``gid`` 1) and per resource (``gid`` 2): the count, the estimated
+        quantiles ``qs`` and the exact maximum, in µs."""
+        rows = self._minutes(
+            LATENCY,
+            since_us,
+            until_us,
+            cluster,
+            "SELECT gid, verb, res, k, CAST(sum(n) AS BIGINT) AS n, min(lo) AS lo, "
+            "max(hi) AS hi FROM r WHERE {where} GROUP BY ALL ORDER BY gid, verb, res, k",
+        )
+        groups: dict[tuple[int, Any], list[tuple[int, int, int, int]]] = {}
+        for r in rows:
+            gid = int(r["gid"])
+            key = (gid, r["verb"] if gid == 1 else r["res"])
+            groups.setdefault(key, []).append((int(r["k"]), int(r["n"]), r["lo"], r["hi"]))
+        return [
+            {
+                "gid": gid,
+                "value": value,
+                "n": sum(b[1] for b in buckets),
+                "q": estimate(buckets, qs),
+                "max": max(b[3] for b in buckets),
+            }
+            for (gid, value), buckets in groups.items()
+        ]
+
     def _seen_table(self) -> pa.Table:
         if self._seen is None:
             self._seen = self.reader.gather(SEEN, self.span.segments, self.span.tail)
@@ -181,4 +391,15 @@ class OverviewRollups:
         return rows[0]["t"] if rows else None
 
 
-__all__ = ["SEEN", "OverviewRollups", "aligned", "counts_rollup"]
+__all__ = [
+    "LAT_ERROR",
+    "LATENCY",
+    "LISTS",
+    "RBAC",
+    "SEEN",
+    "SESSIONS",
+    "OverviewRollups",
+    "aligned",
+    "counts_rollup",
+    "estimate",
+]

@@ -29,23 +29,30 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from kaudit.query.output import iso
-from kaudit.web.ui.rollups import OverviewRollups, aligned
+from kaudit.web.ui.predicates import (
+    ANONYMOUS,
+    DENIED_TARGET,
+    LAT_RES,
+    LAT_US,
+    LAT_WHERE,
+    PATH,
+    RBAC_COLS,
+    RBAC_WRITE,
+    REQUEST,
+    SECRET_READ,
+    SESSION_COLS,
+    STREAM,
+)
+from kaudit.web.ui.rollups import LAT_ERROR, OverviewRollups, aligned
 from kaudit.web.ui.span import PRIOR_VIEW, SPAN_VIEW, Span
 from kaudit.web.ui.timerange import TimeRange, bucket_seconds
 
 TOP: Final = 10
-STREAMING: Final = ("exec", "attach", "portforward")
-RBAC_GROUP: Final = "rbac.authorization.k8s.io"
-WRITE_VERBS: Final = ("create", "update", "patch", "delete", "deletecollection")
 CODE_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
 CODES: Final = ("401", "403", "404", "409", "422", "429", "5xx")
 LEVELS: Final = ("None", "Metadata", "Request", "RequestResponse")
 MAX_VERBS: Final = 7
 
-#: The row that stands for a request in the overview's counts (see the module's doc).
-REQUEST: Final = (
-    "(stage IN ('ResponseComplete', 'Panic') OR (stage = 'ResponseStarted' AND code = 401))"
-)
 _TERMINAL: Final = "('ResponseComplete', 'Panic')"
 _SA: Final = "system:serviceaccount:"
 
@@ -100,9 +107,6 @@ _SETS: Final[dict[str, tuple[str, ...]]] = {
     "client": ("username", "user_agent"),
 }
 _KEYS: Final = ("b", "verb", "code", "decision", "username", "source_ip", "user_agent")
-#: The anonymous identity: the apiserver's anonymous authenticator gives the user
-#: ``system:anonymous`` (with the group ``system:unauthenticated``).
-ANONYMOUS: Final = "username = 'system:anonymous'"
 
 
 def _set_id(keys: tuple[str, ...]) -> int:
@@ -132,13 +136,6 @@ def one_pass(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, list[di
 
 
 FEW: Final = "few"  # the temporary table of the few rows the list panels show
-_SECRET_READ: Final = (
-    "resource = 'secrets' AND subresource IS NULL AND verb IN ('get', 'list', 'watch')"
-)
-_RBAC_WRITE: Final = (
-    f"api_group = '{RBAC_GROUP}' AND verb IN ({', '.join(repr(v) for v in WRITE_VERBS)})"
-)
-_STREAM: Final = f"subresource IN ({', '.join(repr(v) for v in STREAMING)})"
 
 
 def load_few(con: Any, rng: TimeRange, cluster: str | None) -> None:
@@ -150,9 +147,9 @@ def load_few(con: Any, rng: TimeRange, cluster: str | None) -> None:
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {FEW} AS SELECT ts, username, verb, resource, "
         "subresource, namespace, name, code, decision, source_ip, request_uri, "
-        f"TRUE AS req, {ANONYMOUS} AS anon, {_SECRET_READ} AS secret_read "
+        f"TRUE AS req, {ANONYMOUS} AS anon, {SECRET_READ} AS secret_read "
         f"FROM {SPAN_VIEW} WHERE {where} AND {REQUEST} "
-        f"AND ({ANONYMOUS} OR decision = 'forbid' OR ({_SECRET_READ}))",
+        f"AND ({ANONYMOUS} OR decision = 'forbid' OR ({SECRET_READ}))",
         params,
     )
 
@@ -236,7 +233,11 @@ def response_codes(groups: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def authorization(
-    con: Any, groups: dict[str, list[dict[str, Any]]], rng: TimeRange, cluster: str | None
+    con: Any,
+    groups: dict[str, list[dict[str, Any]]],
+    rng: TimeRange,
+    cluster: str | None,
+    denied: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     width, n = _buckets(rng)
     counts = [0] * n
@@ -255,12 +256,9 @@ def authorization(
             ],
         },
         "top_denied_users": _top_of(groups["username"], "username", measure="forbid"),
-        "top_denied_resources": _few(
-            con,
-            "decision = 'forbid'",
-            "coalesce(resource || coalesce('/' || subresource, ''), request_uri)",
-            TOP,
-        ),
+        "top_denied_resources": denied
+        if denied is not None
+        else _few(con, "decision = 'forbid'", DENIED_TARGET, TOP),
     }
 
 
@@ -331,7 +329,7 @@ def anonymous(con: Any) -> dict[str, Any]:
     return {
         "total": int(total or 0),
         "top_source_ips": _few(con, "anon", "source_ip", 5),
-        "top_paths": _few(con, "anon", "split_part(request_uri, '?', 1)", 5),
+        "top_paths": _few(con, "anon", PATH, 5),
     }
 
 
@@ -348,14 +346,17 @@ def decode_command(request_uri: str | None) -> dict[str, Any]:
     }
 
 
-def sessions(con: Any, rng: TimeRange, cluster: str | None, limit: int = 50) -> dict[str, Any]:
+def sessions(
+    con: Any, rng: TimeRange, cluster: str | None, limit: int = 50, *, rows_of: str = SPAN_VIEW
+) -> dict[str, Any]:
     """exec/attach/port-forward requests, each at its final stage as ``kaudit query
-    --stage final`` counts it (a small set, so the pairing is cheap): open sessions too."""
+    --stage final`` counts it (a small set, so the pairing is cheap): open sessions too.
+    ``rows_of``: the range's rows, or the cached selection of them (same columns)."""
     where, params = _scope(rng, cluster)
     rows = _rows(
         con,
-        "WITH f AS (SELECT ts, stage, audit_id, username, namespace, name, subresource, code, "
-        f"request_uri FROM {SPAN_VIEW} WHERE {where} AND {_STREAM} QUALIFY audit_id = '' OR "
+        f"WITH f AS (SELECT {SESSION_COLS} FROM {rows_of} WHERE {where} AND {STREAM} "
+        "QUALIFY audit_id = '' OR "
         "row_number() OVER (PARTITION BY audit_id, ts ORDER BY CASE stage "
         "WHEN 'RequestReceived' THEN 0 WHEN 'ResponseStarted' THEN 1 ELSE 2 END DESC) = 1) "
         "SELECT *, count(*) OVER () AS total, stage NOT IN ('ResponseComplete', 'Panic') AS open "
@@ -404,42 +405,58 @@ def secret_reads(con: Any) -> list[dict[str, Any]]:
 
 
 def rbac_changes(
-    con: Any, rng: TimeRange, cluster: str | None, limit: int = 50
+    con: Any, rng: TimeRange, cluster: str | None, limit: int = 50, *, rows_of: str = SPAN_VIEW
 ) -> list[dict[str, Any]]:
     where, params = _scope(rng, cluster)
     return [
         {**r, "ts": _iso(r["ts"])}
         for r in _rows(
             con,
-            "SELECT ts, audit_id, username, verb, resource, namespace, name, code "
-            f"FROM {SPAN_VIEW} WHERE {where} AND {REQUEST} AND {_RBAC_WRITE} "
+            f"SELECT {RBAC_COLS} FROM {rows_of} WHERE {where} AND {REQUEST} AND {RBAC_WRITE} "
             "ORDER BY ts DESC, audit_id LIMIT ?",
             [*params, limit],
         )
     ]
 
 
-_LAT: Final = "(epoch_us(stage_ts) - epoch_us(ts)) / 1000.0"
-_LAT_WHERE: Final = (
-    "stage = 'ResponseComplete' AND stage_ts IS NOT NULL AND verb <> 'watch' "
-    "AND NOT list_contains(['exec', 'attach', 'portforward', 'proxy', 'log'], "
-    "coalesce(subresource, ''))"
-)
-_LAT_RES: Final = "coalesce(resource || coalesce('/' || subresource, ''), '(non-resource)')"
+_QS: Final = (0.5, 0.9, 0.99)
+#: How far an estimated quantile may be from the exact one (see ``latency``).
+LATENCY_PRECISION: Final = f"within {LAT_ERROR:.1%}"
 
 
-def latency(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
-    """Quantiles of ``stage_ts - ts`` by verb and by resource, in one pass."""
-    where, params = _scope(rng, cluster)
-    rows = _rows(
-        con,
-        f"WITH l AS (SELECT verb, {_LAT_RES} AS res, {_LAT} AS ms FROM {SPAN_VIEW} "
-        f"WHERE {where} AND {_LAT_WHERE}) "
-        "SELECT GROUPING(verb, res) AS gid, verb, res, count(*) AS n, "
-        "quantile_cont(ms, [0.5, 0.9, 0.99]) AS q, max(ms) AS mx "
-        "FROM l GROUP BY GROUPING SETS ((verb), (res))",
-        params,
-    )
+def latency(
+    con: Any, rng: TimeRange, cluster: str | None, rollups: OverviewRollups | None = None
+) -> dict[str, Any]:
+    """Quantiles of ``stage_ts - ts`` by verb and by resource.
+
+    Exact (one pass, ``quantile_cont``) for a range scanned; estimated from the
+    per-minute log-scale histograms of the rollups when ``rollups`` is given (a range on
+    whole minutes): each quantile within :data:`~kaudit.web.ui.rollups.LAT_ERROR` of the
+    exact one, relatively (before rounding to 0.1 ms); counts and maxima stay exact."""
+    if rollups is not None:
+        found = rollups.latency(rng.since_us, rng.until_us, cluster, _QS)
+        rows = [
+            {
+                "gid": r["gid"],
+                "verb": r["value"],
+                "res": r["value"],
+                "n": r["n"],
+                "q": [x / 1000.0 for x in r["q"]],
+                "mx": r["max"] / 1000.0,
+            }
+            for r in found
+        ]
+    else:
+        where, params = _scope(rng, cluster)
+        rows = _rows(
+            con,
+            f"WITH l AS (SELECT verb, {LAT_RES} AS res, {LAT_US} / 1000.0 AS ms "
+            f"FROM {SPAN_VIEW} WHERE {where} AND {LAT_WHERE}) "
+            "SELECT GROUPING(verb, res) AS gid, verb, res, count(*) AS n, "
+            f"quantile_cont(ms, {list(_QS)}) AS q, max(ms) AS mx "
+            "FROM l GROUP BY GROUPING SETS ((verb), (res))",
+            params,
+        )
 
     def items(gid: int, key: str, order: Any) -> list[dict[str, Any]]:
         out = [
@@ -457,11 +474,22 @@ def latency(con: Any, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
         out.sort(key=order)
         return out[:15]
 
+    estimated = rollups is not None
+    note = (
+        "stage_ts - ts of ResponseComplete; watches and streaming subresources "
+        "(exec, attach, portforward, proxy, log) left out"
+    )
+    if estimated:
+        note += (
+            f"; quantiles estimated from log-scale histograms ({LATENCY_PRECISION} of the "
+            "exact value), counts and maxima exact"
+        )
     return {
         "by_verb": items(1, "verb", lambda i: (-i["count"], str(i["value"]))),
         "by_resource": items(2, "res", lambda i: (-i["p99_ms"], str(i["value"]))),
-        "note": "stage_ts - ts of ResponseComplete; watches and streaming subresources "
-        "(exec, attach, portforward, proxy, log) left out",
+        "estimated": estimated,
+        "precision": LATENCY_PRECISION if estimated else "exact",
+        "note": note,
     }
 
 
@@ -574,54 +602,88 @@ def pipeline(
 def panels(span: Span, rng: TimeRange, cluster: str | None) -> dict[str, Any]:
     """Every panel of the overview that depends only on the stored data (cacheable).
 
-    The counting panels, first-seen markers, the cluster list, policy coverage and the
-    newest event come from the per-segment rollups (:mod:`kaudit.web.ui.rollups`) when
-    the range is on whole minutes; the list panels and latency read the range's rows."""
+    When the range is on whole minutes (and so are its buckets), every panel comes from
+    the per-segment rollups (:mod:`kaudit.web.ui.rollups`) of the segments meeting the
+    range plus the write-ahead log tail: the counts, the anonymous, denied and
+    secret-read panels, first-seen markers, the cluster list, policy coverage and the
+    newest event exactly as a scan gives them, latency quantiles estimated (the panel
+    says so, and to what precision). Otherwise the range's rows are scanned, except for
+    the exec/attach/port-forward sessions and RBAC changes, which always come from
+    their cached per-segment row selections cut to the range (the same rows)."""
     span.narrow(rng.since_us, rng.until_us)
     width, _ = _buckets(rng)
-    rollups = OverviewRollups(span, REQUEST) if aligned(rng.since_us, rng.until_us, width) else None
+    rollups = OverviewRollups(span, REQUEST)
     try:
-        return _panels(span, rng, cluster, rollups)
+        return _panels(
+            span, rng, cluster, rollups, minutes=aligned(rng.since_us, rng.until_us, width)
+        )
     finally:
-        if rollups is not None:
-            rollups.close()
+        rollups.close()
+
+
+_SESSION_ROWS: Final = "overview_session_rows"
+_RBAC_ROWS: Final = "overview_rbac_rows"
 
 
 def _panels(
-    span: Span, rng: TimeRange, cluster: str | None, rollups: OverviewRollups | None
+    span: Span,
+    rng: TimeRange,
+    cluster: str | None,
+    rollups: OverviewRollups | None,
+    *,
+    minutes: bool = True,
 ) -> dict[str, Any]:
+    """The panels; ``rollups`` None scans every panel's rows (the reference), ``minutes``
+    says whether the per-minute rollups answer the range."""
     con = span.con
     levels: dict[Any, int] | None = None
-    if rollups is not None:
-        groups, levels = rollups.groups(rng.since_us, rng.until_us, _buckets(rng)[0], cluster)
-        clusters = rollups.clusters()
+    per_minute = rollups if minutes else None
+    if per_minute is not None:
+        groups, levels = per_minute.groups(rng.since_us, rng.until_us, _buckets(rng)[0], cluster)
+        clusters = per_minute.clusters()
+        lists = per_minute.lists(rng.since_us, rng.until_us, cluster, TOP)
+        anon = lists["anonymous"]
+        denied: list[dict[str, Any]] | None = lists["top_denied_resources"]
+        secrets = lists["secret_reads"]
     else:
         groups = one_pass(con, rng, cluster)
         clusters = [
             r["cluster"]
             for r in _rows(con, "SELECT DISTINCT cluster FROM events ORDER BY cluster LIMIT 100")
         ]
-    load_few(con, rng, cluster)
+        load_few(con, rng, cluster)
+        anon, denied, secrets = anonymous(con), None, secret_reads(con)
+    if rollups is not None:
+        con.register(_SESSION_ROWS, rollups.selection("sessions", rng.since_us, rng.until_us))
+        con.register(_RBAC_ROWS, rollups.selection("rbac", rng.since_us, rng.until_us))
+        session_rows, rbac_rows = _SESSION_ROWS, _RBAC_ROWS
+    else:
+        session_rows = rbac_rows = SPAN_VIEW
     codes = response_codes(groups)
     before = span.oldest_us is not None and span.oldest_us < rng.since_us
-    return {
-        "range": rng.to_dict(),
-        "cluster": cluster,
-        "clusters": clusters,
-        "requests": codes["total"],
-        "requests_over_time": requests_over_time(groups, rng),
-        "response_codes": codes,
-        "authorization": authorization(con, groups, rng, cluster),
-        "top": top_identities(con, groups, rng, cluster, before=before, rollups=rollups),
-        "anonymous": anonymous(con),
-        "sessions": sessions(con, rng, cluster),
-        "secret_reads": secret_reads(con),
-        "rbac_changes": rbac_changes(con, rng, cluster),
-        "latency": latency(con, rng, cluster),
-        "noisy_clients": noisy_clients(groups, rng),
-        "pipeline": pipeline_store(span, rollups),
-        "policy_coverage": policy_coverage(con, rng, cluster, levels),
-    }
+    try:
+        return {
+            "range": rng.to_dict(),
+            "cluster": cluster,
+            "clusters": clusters,
+            "requests": codes["total"],
+            "requests_over_time": requests_over_time(groups, rng),
+            "response_codes": codes,
+            "authorization": authorization(con, groups, rng, cluster, denied),
+            "top": top_identities(con, groups, rng, cluster, before=before, rollups=per_minute),
+            "anonymous": anon,
+            "sessions": sessions(con, rng, cluster, rows_of=session_rows),
+            "secret_reads": secrets,
+            "rbac_changes": rbac_changes(con, rng, cluster, rows_of=rbac_rows),
+            "latency": latency(con, rng, cluster, per_minute),
+            "noisy_clients": noisy_clients(groups, rng),
+            "pipeline": pipeline_store(span, per_minute),
+            "policy_coverage": policy_coverage(con, rng, cluster, levels),
+        }
+    finally:
+        if rollups is not None:
+            con.unregister(_SESSION_ROWS)
+            con.unregister(_RBAC_ROWS)
 
 
 def overview(
