@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,6 +69,10 @@ def line(what: str, n: int, t: Timing, extra: str = "") -> None:
         f"({t.cpu * 1e6 / n:6.2f} µs/event CPU; {t.cpu:6.1f} s CPU, {t.wall:6.1f} s wall; "
         f"{load()}){extra}"
     )
+
+
+def _fail(err: object, raw: bytes) -> None:
+    raise AssertionError(f"generated traffic has a bad line: {err}")
 
 
 def batches(path: Path, size: int) -> Iterator[list[Record]]:
@@ -158,6 +163,36 @@ def main() -> None:
 
         t, recs = timed(decode)
         line("decode (iter_records)", m, t)
+        assert isinstance(recs, list)
+        del recs
+        try:
+            from kaudit.model.codec import gc_paused
+            from kaudit.sources.importer import _json_lines
+        except ImportError:  # a tree from before the JSON Lines reader
+            pass
+        else:
+
+            def paused() -> list[list[Record]]:
+                with gc_paused():
+                    return decode()
+
+            t, recs = timed(paused)
+            line("decode (iter_records, GC paused)", m, t)
+            del recs
+
+            def fast() -> list[list[Record]]:
+                import io
+
+                out: list[list[Record]] = []
+                data = b"\n".join(sample) + b"\n"
+                it = _json_lines(io.BytesIO(data), "sample", _fail, (), no_legacy=False)
+                with gc_paused():
+                    while batch := list(islice(it, args.batch)):
+                        out.append(batch)
+                return out
+
+            t, recs = timed(fast)
+            line("decode (ingest's JSON Lines reader)", m, t)
         assert isinstance(recs, list)
         t, tables = timed(lambda: [flatten(b) for b in recs])
         line("flatten", m, t)
