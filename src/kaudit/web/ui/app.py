@@ -266,7 +266,7 @@ def policy_data(ui: UI, data: bytes, source: str) -> Data:
         )
     if not data.strip():
         raise QueryError(f"{source}: the policy is empty: expected an audit.k8s.io/v1 Policy")
-    return ui.with_con(lambda con: policy_page.check_policy(con, data, source))
+    return policy_page.check_policy(ui.store.path, data, source)
 
 
 # --- route factories ----------------------------------------------------------------

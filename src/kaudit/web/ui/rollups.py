@@ -126,8 +126,7 @@ SESSIONS: Final = Rollup(
 RBAC: Final = Rollup(
     "overview-rbac",
     "1",
-    f"SELECT {RBAC_COLS}, stage, api_group, cluster FROM {{rows}} "
-    f"WHERE {REQUEST} AND {RBAC_WRITE}",
+    f"SELECT {RBAC_COLS}, stage, api_group, cluster FROM {{rows}} WHERE {REQUEST} AND {RBAC_WRITE}",
 )
 #: Latency buckets per 2**(1/8): a value in bucket k lies in [2**(k/8), 2**((k+1)/8)) µs.
 LAT_STEPS: Final = 8

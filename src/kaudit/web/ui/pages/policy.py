@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Final
 
 MAX_POLICY_BYTES: Final = 1024 * 1024
 
 
-def check_policy(con: Any, data: bytes, source: str, *, top: int = 10) -> dict[str, Any]:
-    """Lint findings and, when the policy loads, the simulation against the store."""
+def check_policy(store: Path, data: bytes, source: str, *, top: int = 10) -> dict[str, Any]:
+    """Lint findings and, when the policy loads, the simulation against the store at
+    ``store`` (from the per-segment capture rollups, as ``kaudit policy simulate``)."""
     from kaudit.policy.lint import lint_bytes, summary
 
     policy, findings = lint_bytes(data, source)
@@ -22,9 +24,10 @@ def check_policy(con: Any, data: bytes, source: str, *, top: int = 10) -> dict[s
     }
     if policy is None or not valid:
         return out
-    from kaudit.policy.simulate import capture_from_connection, names_of, simulate
+    from kaudit.policy.simulate import capture_from_store, names_of, simulate
 
-    capture = capture_from_connection(con, names=names_of([policy]), description="the store")
+    capture = capture_from_store(str(store), names=names_of([policy]))
+    capture.description = "the store"
     sim = simulate(policy, capture).to_dict(top=top)
     out["simulation"] = sim
     return out
