@@ -131,14 +131,16 @@ def test_flatten_raw_that_is_not_utf8_fails_like_decoding() -> None:
 def test_duplicates_in_one_batch_across_hours_and_after_rotation(tmp_path: Path) -> None:
     store = open_store(tmp_path / "s")
     a = make_event(1, ts_us=BASE_US)
-    a_later = make_event(1, ts_us=BASE_US + 2 * HOUR_US)  # same key, another hour
+    # Same auditID and stage but other bytes (another time): not a retry but another
+    # event (a reused Audit-ID), so it is kept.
+    a_later = make_event(1, ts_us=BASE_US + 2 * HOUR_US)
     b = make_event(2, ts_us=BASE_US + HOUR_US)
     with store.writer() as w:
         r = w.append_events([a, b, a, b, a_later])
-        assert (r.stored, r.duplicates) == (2, 3)  # the first of each key is kept
+        assert (r.stored, r.duplicates) == (3, 2)  # the first of each event is kept
         w.flush()
         assert w.append_events([a, b, make_event(3)]).stored == 1
-        assert w.append_events([a_later]).stored == 1  # its hour had no such key
+        assert w.append_events([a_later]).duplicates == 1  # found in its own hour
     assert store.stats().events == 4
 
 

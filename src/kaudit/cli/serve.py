@@ -63,8 +63,8 @@ def serve(config_file: Path | None, **kwargs: Any) -> None:
     """Receive audit events from the apiserver's webhook backend into the store.
 
     Answers 200 only once a batch is durable; the apiserver retries anything else and
-    duplicates are dropped on (auditID, stage). Precedence: flags > environment
-    (KAUDIT_...) > --config file > defaults.
+    duplicates (the same auditID, stage and bytes) are dropped. Precedence: flags >
+    environment (KAUDIT_...) > --config file > defaults.
     """
     from kaudit.web.server import serve as run
 

@@ -15,7 +15,7 @@ A :class:`Tailer` follows one path, the way the apiserver's log backend writes i
   After a restart reading resumes there: in the same file, or — if it was rotated
   meanwhile — in the backup that file became (same inode, or same first bytes),
   then the newer backups, then the live file. What was read but not committed is
-  read again; the store drops those duplicates on ``(audit_id, stage)``.
+  read again; the store drops those duplicates (same auditID, stage and bytes).
 """
 
 from __future__ import annotations

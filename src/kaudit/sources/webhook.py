@@ -17,7 +17,7 @@ is the Starlette endpoint around it. The contract with the apiserver:
   ``401``/``403`` for authentication, ``503`` with ``Retry-After`` when too much is
   waiting to be made durable or the disk is full. Never a silent drop.
 
-Retries are safe: the store drops duplicates on ``(auditID, stage)``.
+Retries are safe: the store drops duplicates (same auditID, stage and bytes).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The store: a small lake of audit events on local disk.
 
 Events are made durable in a write-ahead log, flushed to zstd Parquet segments
-partitioned by date and hour, deduplicated on (audit_id, stage), recorded in a
+partitioned by date and hour, deduplicated (same auditID, stage and bytes), recorded in a
 hash-chained manifest, and queried with DuckDB SQL over the view ``events`` (the
 flat schema of :mod:`kaudit.query.schema`). See ``docs/store.md``.
 

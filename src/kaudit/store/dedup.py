@@ -1,8 +1,12 @@
-"""Deduplication on (audit_id, stage) with bounded memory.
+"""Deduplication with bounded memory: the same event is stored once.
 
 The apiserver retries a webhook batch byte for byte, and files get imported twice:
-an event whose (audit_id, stage) is already stored is dropped. Events with an
-empty ``auditID`` are keyed on the MD5 of their raw bytes instead.
+an event already stored is dropped. "The same event" is the same ``(auditID, stage)``
+**and the same bytes** (a SHA-256 of the original line). The auditID alone is not
+enough: the apiserver keeps a client-supplied ``Audit-ID`` header verbatim (spec
+4.1), so anyone could send a harmless request, then a harmful one with the same ID,
+and have the second dropped as a "duplicate" if only the ID counted. Events without
+an auditID are covered by the same key.
 
 Memory holds the keys of every stored event whose ``ts`` hour is at or after a
 watermark ``W`` (the newest hour seen minus ``dedup_window_secs``, raised further
@@ -30,20 +34,35 @@ from kaudit.store.settings import StoreSettings
 _SEP = "\x1f"
 
 
+def fingerprints(events: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """The first 128 bits (32 hex digits) of the SHA-256 of each event's bytes."""
+    out: list[str] = []
+    chunks = events.chunks if isinstance(events, pa.ChunkedArray) else [events]
+    sha = hashlib.sha256
+    for chunk in chunks:
+        if chunk.type != pa.large_string():
+            chunk = chunk.cast(pa.large_string())  # 64-bit offsets: one layout to read
+        _, offsets_buf, data_buf = chunk.buffers()
+        base = chunk.offset
+        offsets = memoryview(offsets_buf).cast("q")[base : base + len(chunk) + 1]
+        data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
+        out.extend(
+            sha(data[offsets[i] : offsets[i + 1]]).hexdigest()[:32] for i in range(len(chunk))
+        )
+    return pa.array(out, pa.string())
+
+
 def keys_of(table: pa.Table) -> list[str]:
-    """The dedup key of every row."""
-    ids = table["audit_id"]
-    joined = pc.binary_join_element_wise(ids, table["stage"], _SEP)
+    """The dedup key of every row: auditID, stage and a hash of the event's bytes."""
+    joined = pc.binary_join_element_wise(
+        table["audit_id"], table["stage"], fingerprints(table["event"]), _SEP
+    )
     out: list[str] = joined.to_pylist()
-    if pc.any(pc.equal(ids, "")).as_py():
-        events = table["event"]
-        for i, a in enumerate(ids.to_pylist()):
-            if not a:
-                out[i] = "#" + hashlib.md5(events[i].as_py().encode()).hexdigest()
     return out
 
 
-_KEY_SQL = "CASE WHEN audit_id = '' THEN '#' || md5(event) ELSE audit_id || chr(31) || stage END"
+#: The same key, computed by DuckDB over stored segments.
+_KEY_SQL = "audit_id || chr(31) || stage || chr(31) || left(sha256(event), 32)"
 
 
 #: Keys of kept rows by hour: what :meth:`Deduper.check` returns for :meth:`Deduper.commit`.
@@ -161,14 +180,7 @@ class Deduper:
             return set()
         self.disk_checks += 1
         cand = pa.table({"k": pa.array(keys, pa.string())})
-        ids = pa.table(
-            {
-                "a": pa.array(
-                    sorted({k.split(_SEP, 1)[0] if not k.startswith("#") else "" for k in keys}),
-                    pa.string(),
-                )
-            }
-        )
+        ids = pa.table({"a": pa.array(sorted({k.split(_SEP, 1)[0] for k in keys}), pa.string())})
         con = duckdb.connect()
         try:
             con.register("cand", cand)

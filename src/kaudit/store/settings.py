@@ -50,8 +50,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "dedup_window_secs",
         float,
         3 * 3600.0,
-        "Keys (audit_id, stage) of events whose ts is this recent are kept in memory; "
-        "older events are checked against the Parquet partitions their ts falls in.",
+        "Dedup keys (auditID, stage, hash of the bytes) of events whose ts is this "
+        "recent are kept in memory; older events are checked against the Parquet "
+        "partitions their ts falls in.",
     ),
     Setting(
         "dedup_max_keys",
