@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pytest
 
 from kaudit.model import decode_event, encode_event
 from kaudit.model.documents import Record
@@ -78,3 +79,24 @@ def test_python_and_duckdb_compute_the_same_key() -> None:
     con = duckdb.connect()
     con.register("t", t)
     assert keys_of(t) == [r[0] for r in con.sql(f"select {_KEY_SQL} from t").fetchall()]
+
+
+def test_events_without_timestamps_are_found_on_another_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as _time
+
+    # Trimmed exports sometimes carry no timestamp at all: ts is the time of storing,
+    # so a re-import three days later lands in another hour and must still be found.
+    bare = {k: v for k, v in BASE.items() if not k.endswith("Timestamp")}
+    ev = decode_event(json.dumps({**bare, "verb": "get", "requestURI": "/api/v1/pods"}))
+    rec = Record(ev, encode_event(ev)[:-1], "export", 1)
+    store = open_store(tmp_path / "s")
+    with store.writer() as w:
+        assert w.append([rec]).stored == 1
+        w.flush()
+    real = _time.time_ns
+    monkeypatch.setattr(_time, "time_ns", lambda: real() + 3 * 86400 * 10**9)
+    with store.writer() as w:
+        r = w.append([rec])
+    assert (r.stored, r.duplicates) == (0, 1)

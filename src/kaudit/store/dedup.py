@@ -112,7 +112,7 @@ class Deduper:
     # --- per batch -----------------------------------------------------------------
 
     def check(
-        self, table: pa.Table, segments_for: Callable[[set[int]], list[str]]
+        self, table: pa.Table, segments_for: Callable[[set[int] | None], list[str]]
     ) -> tuple[pa.Array | None, Kept]:
         """Which rows are new: (mask or None when all are, the kept rows' keys by hour).
 
@@ -157,6 +157,7 @@ class Deduper:
                 hit = found.intersection(by_hour[h])
                 if hit:
                     stored.setdefault(h, set()).update(hit)
+        self._undated(table, keys, hs, stored, segments_for)
         if not stored and len(set(keys)) == len(keys):
             return None, by_hour
         keep: list[bool] = []
@@ -172,8 +173,38 @@ class Deduper:
             kept.setdefault(h, []).append(k)
         return pa.array(keep, pa.bool_()), kept
 
+    def _undated(
+        self,
+        table: pa.Table,
+        keys: list[str],
+        hs: list[int],
+        stored: dict[int, set[str]],
+        segments_for: Callable[[set[int] | None], list[str]],
+    ) -> None:
+        """Events without any timestamp have the time they were stored as ``ts``, so a
+        re-import another day lands in another hour: look for them in every hour."""
+        if "stage_ts" not in table.column_names or not table["stage_ts"].null_count:
+            return
+        rows = [i for i, null in enumerate(table["stage_ts"].is_null().to_pylist()) if null]
+        wanted = {keys[i] for i in rows}
+        known: set[str] = set()
+        for bucket in self.buckets.values():
+            known.update(bucket.intersection(wanted))
+        for wal in self.unflushed.values():
+            for pending in wal.values():
+                known.update(pending.intersection(wanted))
+        rest = [k for k in wanted if k not in known]
+        if rest:
+            known.update(self._on_disk(None, rest, segments_for))
+        for i in rows:
+            if keys[i] in known:
+                stored.setdefault(hs[i], set()).add(keys[i])
+
     def _on_disk(
-        self, hour_set: set[int], keys: list[str], segments_for: Callable[[set[int]], list[str]]
+        self,
+        hour_set: set[int] | None,
+        keys: list[str],
+        segments_for: Callable[[set[int] | None], list[str]],
     ) -> set[str]:
         files = segments_for(hour_set)
         if not files:

@@ -130,13 +130,13 @@ class Writer:
             self._maybe_flush()
         return AppendResult(received, stored, received - stored)
 
-    def _segments_for_hours(self, hour_set: set[int]) -> list[str]:
+    def _segments_for_hours(self, hour_set: set[int] | None) -> list[str]:
+        """The segments of these hours' partitions (None: every segment)."""
+        segs = self.manifest.state.segments.values()
+        if hour_set is None:
+            return [str(self.root / s.path) for s in segs]
         wanted = {partition_of(h) for h in hour_set}
-        return [
-            str(self.root / s.path)
-            for s in self.manifest.state.segments.values()
-            if s.partition in wanted
-        ]
+        return [str(self.root / s.path) for s in segs if s.partition in wanted]
 
     # --- flushing ------------------------------------------------------------------
 
