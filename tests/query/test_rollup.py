@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from kaudit.query.rollup import CACHE_DIR, Rollup, RollupReader
+from kaudit.query.rollup import CACHE_DIR, Rollup, RollupReader, clear_memo
 from kaudit.store import Store, open_store, reader
 from kaudit.store.verify import verify
 from kaudit.traffic import generate
@@ -89,6 +89,7 @@ def test_unreadable_cache_file_is_recomputed_and_replaced(tmp_path: Path) -> Non
         rr.gather(BY_VERB, segs)
         victim = rr.path(BY_VERB, segs[0])
     victim.write_bytes(b"not parquet")
+    clear_memo()  # as a new process would
     with RollupReader(store.path) as rr:
         table = rr.gather(BY_VERB, segs)
         assert (rr.stats.computed, rr.stats.cached) == (1, len(segs) - 1)
@@ -149,3 +150,19 @@ def test_the_rollup_connection_reads_only_the_segments(tmp_path: Path) -> None:
     sneaky = Rollup("sneaky", "1", f"SELECT * FROM read_text('{secret}')")
     with RollupReader(store.path) as rr, pytest.raises(Exception, match="ermission|access"):
         rr.compute(sneaky, store.path.as_posix())
+
+
+def test_aggregates_are_kept_in_memory_until_forgotten(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    segs = list(reader.snapshot(store.path).state.segments.values())
+    with RollupReader(store.path) as rr:
+        first = rr.gather(BY_VERB, segs)
+    for f in (store.path / CACHE_DIR / BY_VERB.name).iterdir():
+        f.unlink()  # the files gone: the tables kept in memory still answer
+    with RollupReader(store.path) as rr:
+        assert rr.gather(BY_VERB, segs).equals(first)
+        assert (rr.stats.computed, rr.stats.cached) == (0, len(segs))
+    clear_memo()
+    with RollupReader(store.path) as rr:
+        assert rr.gather(BY_VERB, segs).sort_by("verb").equals(first.sort_by("verb"))
+        assert (rr.stats.computed, rr.stats.cached) == (len(segs), 0)

@@ -17,6 +17,11 @@ opportunistically. A cache that cannot be written (a read-only copy of a store) 
 costs the recomputation; a cache file that cannot be read is recomputed. Two readers
 racing to build the same file both compute it; the last rename wins, harmlessly.
 
+Aggregates read or computed are also kept in memory, per process, up to
+:data:`MEMO_BYTES` (least recently used first out): a cache file's name says what it
+holds (the segment's SHA-256 and the rollup's version), so a kept table is never stale.
+:func:`clear_memo` empties it.
+
 The rollup's connection is internal: it reads the store's segments only, and user SQL
 never reaches it (the cache is not part of the ``events`` view's sandbox).
 """
@@ -26,6 +31,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +48,52 @@ from kaudit.store.manifest import SegmentInfo
 
 CACHE_DIR: Final = "cache"
 _ROWS: Final = "kaudit_rollup_rows"
+#: The most bytes of aggregates kept in memory per process.
+MEMO_BYTES: Final = 128 * 1024 * 1024
+
+
+class _Memo:
+    """A thread-safe LRU of aggregates by cache file path, bounded in bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[Path, pa.Table] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> pa.Table | None:
+        with self._lock:
+            table = self._items.get(path)
+            if table is not None:
+                self._items.move_to_end(path)
+            return table
+
+    def put(self, path: Path, table: pa.Table) -> None:
+        size = table.nbytes
+        if size > self.limit:
+            return
+        with self._lock:
+            old = self._items.pop(path, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._items[path] = table
+            self._bytes += size
+            while self._bytes > self.limit:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+_MEMO: Final = _Memo(MEMO_BYTES)
+
+
+def clear_memo() -> None:
+    """Forget the aggregates kept in memory (the next reads come from the cache files)."""
+    _MEMO.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +180,14 @@ class RollupReader:
     def segment(self, rollup: Rollup, seg: SegmentInfo) -> pa.Table:
         """The aggregate of one segment, from the cache or computed (and then cached)."""
         path = self.path(rollup, seg)
-        try:
-            table = pq.read_table(path)
+        table = _MEMO.get(path)
+        if table is not None:
             self.stats.cached += 1
+            return table
+        try:
+            table = pq.ParquetFile(path).read()
+            self.stats.cached += 1
+            _MEMO.put(path, table)
             return table
         except FileNotFoundError:
             pass
@@ -138,6 +196,7 @@ class RollupReader:
         table = self.compute(rollup, str(self.root / seg.path))
         self.stats.computed += 1
         self._write(path, table)
+        _MEMO.put(path, table)
         return table
 
     def _write(self, path: Path, table: pa.Table) -> None:
@@ -201,4 +260,4 @@ def _empty_rows() -> pa.Table:
     return empty_table()
 
 
-__all__ = ["CACHE_DIR", "Rollup", "RollupReader", "RollupStats"]
+__all__ = ["CACHE_DIR", "MEMO_BYTES", "Rollup", "RollupReader", "RollupStats", "clear_memo"]
