@@ -175,3 +175,30 @@ def test_sql_cannot_read_the_quarantine(tmp_path: Path) -> None:
         "sql", "--store", str(store.path), f"select * from read_text('{q / 'x.jsonl'}')"
     )
     assert code == 1 and "disabled by configuration" in err
+
+
+def test_a_writer_compacts_the_hours_that_are_over(tmp_path: Path) -> None:
+    from store_helpers import BASE_US, make_event
+
+    from kaudit.store import StoreSettings
+
+    hour = 3_600_000_000
+    settings = StoreSettings(compact_min_segments=3)
+    store = open_store(tmp_path / "store", settings=settings)
+    for i in range(4):  # four small segments in the first hour
+        with store.writer() as w:
+            w.append_events([make_event(i, ts_us=BASE_US + i)])
+    first = [p for p in segments(store) if "hour=07" in str(p)]
+    assert len(first) == 4
+    with store.writer() as w:  # data of a later hour: the first one is over
+        w.append_events([make_event(10, ts_us=BASE_US + 2 * hour)])
+    first = [p for p in segments(store) if "hour=07" in str(p)]
+    assert len(first) == 1
+    assert store.query("select count(*) as n from events").column("n")[0].as_py() == 5
+    code, _, err = cli("verify", "--store", str(store.path))
+    assert code == 0, err
+    # The hour still being written is left alone.
+    for i in range(3):
+        with store.writer() as w:
+            w.append_events([make_event(20 + i, ts_us=BASE_US + 2 * hour + i)])
+    assert len([p for p in segments(store) if "hour=09" in str(p)]) == 4

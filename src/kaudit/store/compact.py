@@ -35,17 +35,26 @@ def compact(
     manifest: Manifest,
     settings: StoreSettings,
     small_bytes: int = SMALL_SEGMENT_BYTES,
+    *,
+    min_segments: int = 2,
+    before_hour: int | None = None,
 ) -> CompactResult:
+    """Merge the small segments of each partition into one.
+
+    Only partitions with at least ``min_segments`` small segments, and (with
+    ``before_hour``) only those of hours before it: a writer compacts the hours that are
+    over, not the one still being written.
+    """
     by_part: dict[str, list[SegmentInfo]] = {}
     for seg in manifest.state.segments.values():
         if seg.size < small_bytes:
             by_part.setdefault(seg.partition, []).append(seg)
     partitions = merged = 0
     for _part, segs in sorted(by_part.items()):
-        if len(segs) < 2:
+        if len(segs) < max(2, min_segments):
             continue
         hour = hour_of_partition(segs[0].path)
-        if hour is None:
+        if hour is None or (before_hour is not None and hour >= before_hour):
             continue
         tables = [pq.read_table(root / s.path) for s in segs]
         table = pa.concat_tables(tables)

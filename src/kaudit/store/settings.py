@@ -68,6 +68,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "A writer deletes partitions older than this many days when it flushes; 0 keeps "
         "everything.",
     ),
+    Setting(
+        "compact_min_segments",
+        int,
+        8,
+        "When a partition at least an hour old holds this many small segments, a writer "
+        "merges them after a flush (as `kaudit compact` does); 0 turns it off.",
+    ),
 )
 
 _BY_NAME: Final = {s.name: s for s in SETTINGS}
@@ -82,6 +89,7 @@ class StoreSettings:
     dedup_window_secs: float = 3 * 3600.0
     dedup_max_keys: int = 5_000_000
     retention_keep_days: float = 0.0
+    compact_min_segments: int = 8
 
     @classmethod
     def from_mapping(cls, values: dict[str, object]) -> StoreSettings:

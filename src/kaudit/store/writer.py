@@ -249,6 +249,20 @@ class Writer:
 
             cutoff = time.time() - self.settings.retention_keep_days * 86400
             apply_retention(self.root, self.manifest, cutoff)
+        if self.settings.compact_min_segments > 0:
+            from kaudit.store.compact import compact
+
+            # Hours that are over (by the newest data written, not the wall clock: an
+            # import of an old log compacts as it goes).
+            newest = max((h for h in self.dedup.buckets), default=None)
+            if newest is not None:
+                compact(
+                    self.root,
+                    self.manifest,
+                    self.settings,
+                    min_segments=self.settings.compact_min_segments,
+                    before_hour=newest - 1,
+                )
 
     def _flush_wal(self, wal_path: Path, table: pa.Table) -> None:
         segment_id = wal_path.stem
