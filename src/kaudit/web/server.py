@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import socket
 import ssl
 import sys
@@ -418,7 +419,9 @@ def build_app(
         c = holder.get("committer")
         if c is None or not c.alive:
             return error_response(503, "not ready: the store writer is not running")
-        if c.disk_full:
+        if c.disk_full and not _has_room(Path(store.path)):
+            # Behind a readiness probe no write arrives to clear the flag: look at the
+            # disk itself, and be ready again once a batch would fit.
             return error_response(
                 503,
                 f"not ready: the store is full: {c.last_error}",
@@ -683,6 +686,15 @@ def uvicorn_config(config: ServeConfig, app: Starlette, **overrides: Any) -> Any
             kwargs["ssl_cert_reqs"] = ssl.CERT_OPTIONAL if has_tokens else ssl.CERT_REQUIRED
     kwargs.update(overrides)
     return uvicorn.Config(app, **kwargs)
+
+
+def _has_room(path: Path, min_free_bytes: int = 1 << 20) -> bool:
+    """Room to try writing again (a write that still fails is answered 503 again)."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return False
+    return free >= min_free_bytes
 
 
 def _bind(host: str, port: int) -> socket.socket:
