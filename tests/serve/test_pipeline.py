@@ -136,3 +136,25 @@ def test_tail_follows_a_log_across_a_sigkill(
     assert count(store) == 3000  # and nothing twice
     t = open_store(store, create=False).query("select distinct cluster from events")
     assert t.column("cluster").to_pylist() == ["node-1"]
+
+
+def test_what_the_transforms_did_is_on_metrics(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n"
+        "- level: None\n  users: [bob]\n"
+        "- level: RequestResponse\n"
+    )
+    bob = secret_create("b-1").replace(b'"alice"', b'"bob"')
+    body = encode_event_list([decode_event(e) for e in (secret_create("a-1"), bob)])
+    seen: dict[str, str] = {}
+
+    async def scenario(client: httpx.AsyncClient, app: Any) -> None:
+        r = await client.post("/audit/webhook", content=body, headers=AUTH)
+        assert r.status_code == 200, r.text
+        seen["metrics"] = (await client.get("/metrics", headers=AUTH)).text
+
+    run_app(tmp_path, scenario, policy_file=str(policy))
+    text = seen["metrics"]
+    assert 'kaudit_transform_events_total{transform="policy",outcome="dropped"} 1' in text
+    assert 'kaudit_transform_events_total{transform="redact",outcome="redacted"} 1' in text

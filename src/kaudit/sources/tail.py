@@ -461,6 +461,13 @@ class TailSource:
         self.failures = 0  # polls or stores that failed (retried)
         self.last_error = ""
 
+    def counters(self) -> dict[str, int]:
+        return {
+            "bad_lines": self.errors,
+            "failures": self.failures,
+            "rotations": self.tailer.rotations,
+        }
+
     def _count(self, err: DecodeError, raw: bytes) -> None:
         self.errors += 1
         self.on_error(err, raw)

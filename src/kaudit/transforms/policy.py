@@ -25,6 +25,15 @@ class PolicyFilter:
     reshaped: int = 0
     above_capture: int = 0
 
+    name = "policy"
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "dropped": self.dropped,
+            "reshaped": self.reshaped,
+            "above_capture": self.above_capture,
+        }
+
     @classmethod
     def from_policy(cls, policy: Policy) -> PolicyFilter:
         return cls(Evaluator(policy))

@@ -55,6 +55,11 @@ class Redactor:
     events_redacted: int = 0
     paths: dict[str, int] = field(default_factory=dict)
 
+    name = "redact"
+
+    def counters(self) -> dict[str, int]:
+        return {"redacted": self.events_redacted}
+
     def __call__(self, batch: list[Record]) -> list[Record]:
         out = batch
         for i, rec in enumerate(batch):

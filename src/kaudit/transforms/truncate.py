@@ -54,6 +54,11 @@ class Truncator:
     truncated: int = 0
     dropped: int = 0
 
+    name = "truncate"
+
+    def counters(self) -> dict[str, int]:
+        return {"truncated": self.truncated, "dropped": self.dropped}
+
     def __post_init__(self) -> None:
         if self.max_event_bytes <= 0:
             raise ValueError(

@@ -150,6 +150,30 @@ class Histogram(_Metric):
         return out
 
 
+class Collected(_Metric):
+    """Labelled values read when the metrics are scraped: ``func`` returns them by
+    label values (e.g. the counters of each transform of the pipeline)."""
+
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        labelnames: Sequence[str],
+        func: Callable[[], dict[LabelValues, float]],
+        kind: str = "counter",
+    ) -> None:
+        super().__init__(name, help_text, labelnames)
+        self.kind = kind
+        self._func = func
+
+    def samples(self) -> list[str]:
+        try:
+            items = sorted(self._func().items())
+        except Exception:  # a failing probe must not break the scrape
+            return []
+        return [f"{self.name}{_labels(self.labelnames, k)} {_num(v)}" for k, v in items]
+
+
 class Registry:
     """A set of metrics rendered together."""
 

@@ -371,6 +371,7 @@ def build_app(
         + [import_transform(s) for s in config.transforms]
     )
     sources = [*tail_sources(config, Path(store.path)), *sources]
+    _register_pipeline_metrics(metrics, chain, sources)
     holder: dict[str, Any] = {}
 
     def committer() -> GroupCommitter:
@@ -686,6 +687,45 @@ def uvicorn_config(config: ServeConfig, app: Starlette, **overrides: Any) -> Any
             kwargs["ssl_cert_reqs"] = ssl.CERT_OPTIONAL if has_tokens else ssl.CERT_REQUIRED
     kwargs.update(overrides)
     return uvicorn.Config(app, **kwargs)
+
+
+def _counted(parts: Sequence[object]) -> dict[tuple[str, ...], float]:
+    """``counters()`` of each part that has them, by (name, what)."""
+    out: dict[tuple[str, ...], float] = {}
+    for part in parts:
+        counters = getattr(part, "counters", None)
+        if not callable(counters):
+            continue
+        name = str(getattr(part, "name", None) or getattr(part, "__name__", type(part).__name__))
+        for what, n in counters().items():
+            out[(name, str(what))] = float(n)
+    return out
+
+
+def _register_pipeline_metrics(
+    metrics: ServeMetrics, chain: Sequence[object], sources: Sequence[object]
+) -> None:
+    from kaudit.web.metrics import Collected
+
+    metrics.registry.register(
+        Collected(
+            "kaudit_transform_events_total",
+            "Events a transform of the ingest pipeline acted on, by transform and outcome "
+            "(policy: dropped, reshaped, above_capture; redact: redacted; truncate: "
+            "truncated, dropped).",
+            ["transform", "outcome"],
+            lambda: _counted(chain),
+        )
+    )
+    metrics.registry.register(
+        Collected(
+            "kaudit_source_total",
+            "What the sources besides the webhook met, by source and kind (tail: bad_lines, "
+            "failures, rotations).",
+            ["source", "what"],
+            lambda: _counted(sources),
+        )
+    )
 
 
 def _has_room(path: Path, min_free_bytes: int = 1 << 20) -> bool:
