@@ -55,11 +55,12 @@ class Writer:
     """Holds the single-writer lock from creation until :meth:`close`.
 
     ``flush_in_background``: when True, a flush that is due (by size or age) writes
-    the segments on a background thread while appends go on into a new WAL file
-    (Parquet encoding releases the GIL, so decoding and encoding overlap on two
-    cores, and an append never waits for a flush unless the WAL has grown to twice
-    ``flush_max_bytes`` meanwhile). :meth:`flush` and :meth:`close` are always
-    synchronous. ``kaudit serve`` and ``kaudit ingest`` turn it on.
+    the segments on a background thread while appends go on into a new WAL file.
+    Parquet encoding releases the GIL, so decoding and encoding overlap on two
+    cores. An append waits for the flush only if the new WAL file reaches
+    ``flush_max_bytes`` first, which bounds memory to two WAL files' worth.
+    :meth:`flush` and :meth:`close` are always synchronous. ``kaudit serve`` and
+    ``kaudit ingest`` turn it on.
     """
 
     def __init__(self, store: Store) -> None:
@@ -114,7 +115,7 @@ class Writer:
         if received == 0:
             return AppendResult(0, 0, 0)
         busy = self._flushing
-        if busy is not None and self._wal.size >= 2 * self.settings.flush_max_bytes:
+        if busy is not None and self._wal.size >= self.settings.flush_max_bytes:
             busy.join()  # the background flush has fallen behind: wait for it
         with self._mutex:
             self._check_open()
