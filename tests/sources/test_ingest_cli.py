@@ -231,15 +231,6 @@ def test_only_missing_paths_creates_no_store(tmp_path: Path, store_dir: Path) ->
     assert not store_dir.exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
-def test_unreadable_file_for_real(tmp_path: Path, store_dir: Path) -> None:
-    locked = write(tmp_path / "locked.log", lines(0, 2))
-    locked.chmod(0)
-    r = run(store_dir, str(locked))
-    assert r.exit_code == 1
-    assert f"error: {locked}: cannot read: Permission denied" in r.stderr
-
-
 def test_unreadable_file(tmp_path: Path, store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Permission errors cannot be produced for real when the tests run as root:
     # inject one at open() for that one file.
