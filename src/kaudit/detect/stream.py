@@ -127,6 +127,7 @@ class StreamingDetector:
         sinks: Sequence[Sink] = (),
         *,
         max_batch_events: int = 50_000,
+        gather_secs: float = 0.2,
         max_queued_events: int = 1_000_000,
         save_interval_secs: float = 1.0,
         recent_keys: int = 200_000,
@@ -137,6 +138,7 @@ class StreamingDetector:
         self.alerts = AlertStore(Path(store_path))
         self.deliveries = [_Delivery(s) for s in sinks]
         self.max_batch_events = max_batch_events
+        self.gather_secs = gather_secs
         self.max_queued_events = max_queued_events
         self._recent = _Recent(recent_keys)
         self._q: queue.Queue[_Item | None] = queue.Queue()
@@ -173,9 +175,12 @@ class StreamingDetector:
             return None
         items = [first]
         events = len(first.records)
+        # Gather for a moment: the pack costs far less per event on larger batches, and
+        # alerts a second later are still alerts within seconds.
+        deadline = time.monotonic() + self.gather_secs
         while events < self.max_batch_events:
             try:
-                nxt = self._q.get_nowait()
+                nxt = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             if nxt is None:

@@ -8,6 +8,7 @@ once with a fresh snapshot.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,34 +39,53 @@ def compact(
     *,
     min_segments: int = 2,
     before_hour: int | None = None,
+    lock: AbstractContextManager[object] | None = None,
 ) -> CompactResult:
     """Merge the small segments of each partition into one.
 
     Only partitions with at least ``min_segments`` small segments, and (with
     ``before_hour``) only those of hours before it: a writer compacts the hours that are
-    over, not the one still being written.
+    over, not the one still being written. With ``lock`` (the writer's), the merging
+    runs outside it and only reading the plan and recording the result take it, so
+    appends are not held up by the reading and writing of segments.
     """
-    by_part: dict[str, list[SegmentInfo]] = {}
-    for seg in manifest.state.segments.values():
-        if seg.size < small_bytes:
-            by_part.setdefault(seg.partition, []).append(seg)
+    guard: AbstractContextManager[object] = lock if lock is not None else nullcontext()
+    with guard:
+        plan = _plan(manifest, small_bytes, max(2, min_segments), before_hour)
     partitions = merged = 0
-    for _part, segs in sorted(by_part.items()):
-        if len(segs) < max(2, min_segments):
-            continue
-        hour = hour_of_partition(segs[0].path)
-        if hour is None or (before_hour is not None and hour >= before_hour):
-            continue
-        tables = [pq.read_table(root / s.path) for s in segs]
-        table = pa.concat_tables(tables)
+    for hour, segs in plan:
+        table = pa.concat_tables([pq.read_table(root / s.path) for s in segs])
         info = write_segment(root, hour, new_id(), table, settings)
         old = sorted(s.path for s in segs)
-        manifest.append("compact", add=[info], remove=old, rows=table.num_rows)
+        with guard:
+            if any(rel not in manifest.state.segments for rel in old):
+                # Gone meanwhile (retention): forget the merge.
+                (root / info.path).unlink(missing_ok=True)
+                continue
+            manifest.append("compact", add=[info], remove=old, rows=table.num_rows)
         for rel in old:
             (root / rel).unlink(missing_ok=True)
         partitions += 1
         merged += len(segs)
     return CompactResult(partitions, merged, partitions)
+
+
+def _plan(
+    manifest: Manifest, small_bytes: int, min_segments: int, before_hour: int | None
+) -> list[tuple[int, list[SegmentInfo]]]:
+    by_part: dict[str, list[SegmentInfo]] = {}
+    for seg in manifest.state.segments.values():
+        if seg.size < small_bytes:
+            by_part.setdefault(seg.partition, []).append(seg)
+    plan = []
+    for _part, segs in sorted(by_part.items()):
+        if len(segs) < min_segments:
+            continue
+        hour = hour_of_partition(segs[0].path)
+        if hour is None or (before_hour is not None and hour >= before_hour):
+            continue
+        plan.append((hour, segs))
+    return plan
 
 
 __all__ = ["SMALL_SEGMENT_BYTES", "CompactResult", "compact"]

@@ -11,6 +11,7 @@ records is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -227,6 +228,7 @@ class Writer:
             infos = write_segments(self.root, path.stem, table, self.settings)
             self._record_flush(path, table, infos)
         self._flush_failed_at = None
+        self._compact()
 
     def _flush_closed_in_background(self, items: list[tuple[Path, pa.Table]]) -> None:
         try:
@@ -236,8 +238,30 @@ class Writer:
                     self._record_flush(path, table, infos)
             with self._mutex:
                 self._flush_failed_at = None
+            self._compact(lock=self._mutex)
         except BaseException as exc:  # reported by _reap on the appending side
             self._flush_error = exc
+
+    def _compact(self, lock: threading.RLock | None = None) -> None:
+        """Merge the small segments of the hours that are over (compact_min_segments)."""
+        if self.settings.compact_min_segments <= 0:
+            return
+        from kaudit.store.compact import compact
+
+        # Hours that are over, by the newest data written rather than the wall clock:
+        # an import of an old log compacts as it goes.
+        with lock if lock is not None else contextlib.nullcontext():
+            newest = max(self.dedup.buckets, default=None)
+        if newest is None:
+            return
+        compact(
+            self.root,
+            self.manifest,
+            self.settings,
+            min_segments=self.settings.compact_min_segments,
+            before_hour=newest - 1,
+            lock=lock,
+        )
 
     def _record_flush(self, path: Path, table: pa.Table, infos: list[SegmentInfo]) -> None:
         """Segments written: record them, forget the WAL file, apply retention."""
@@ -250,20 +274,6 @@ class Writer:
 
             cutoff = time.time() - self.settings.retention_keep_days * 86400
             apply_retention(self.root, self.manifest, cutoff)
-        if self.settings.compact_min_segments > 0:
-            from kaudit.store.compact import compact
-
-            # Hours that are over (by the newest data written, not the wall clock: an
-            # import of an old log compacts as it goes).
-            newest = max((h for h in self.dedup.buckets), default=None)
-            if newest is not None:
-                compact(
-                    self.root,
-                    self.manifest,
-                    self.settings,
-                    min_segments=self.settings.compact_min_segments,
-                    before_hour=newest - 1,
-                )
 
     def _flush_wal(self, wal_path: Path, table: pa.Table) -> None:
         segment_id = wal_path.stem
