@@ -376,22 +376,39 @@ _RANK = "CASE {t}.stage WHEN 'RequestReceived' THEN 0 WHEN 'ResponseStarted' THE
 
 
 def rows_sql(
-    f: Filters, *, now: datetime | None = None, resolve_ips: IpResolver | None = None
+    f: Filters,
+    *,
+    now: datetime | None = None,
+    resolve_ips: IpResolver | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Compiled:
-    """A sub-query (``SELECT * ...``) of the matching rows, one per request unless
-    ``f.stage`` asks otherwise."""
+    """A sub-query of the matching rows, one per request unless ``f.stage`` asks
+    otherwise. ``columns``: only these (plus what ordering and the final-stage choice
+    need) are read; the big ones (``event``, the bodies) cost a lot to read for nothing.
+    """
     c = compile_filters(f, now=now, resolve_ips=resolve_ips)
+    if columns is None:
+        select = "*"
+    else:
+        wanted = dict.fromkeys([*columns, *_ROW_KEYS])
+        select = ", ".join(f'"{col}"' for col in wanted)
     if parse_stage(f.stage) != STAGE_FINAL:
-        return Compiled(f"SELECT * FROM events WHERE {c.sql}", c.params)
+        return Compiled(f"SELECT {select} FROM events WHERE {c.sql}", c.params)
     sql = (
-        f"WITH _m AS (SELECT * FROM events WHERE {c.sql}) "
+        f"WITH _m AS (SELECT {select} FROM events WHERE {c.sql}) "
         f"SELECT * FROM _m WHERE stage IN {_TERMINAL_SQL} "
         "UNION ALL "
         f"SELECT * FROM _m WHERE stage NOT IN {_TERMINAL_SQL} AND (audit_id = '' OR NOT EXISTS ("
+        # Among every stored event, not only the matching ones: with --code '!200' a
+        # RequestReceived (no code) matches although its request ended with a 200.
         "SELECT 1 FROM events _e WHERE _e.audit_id = _m.audit_id AND _e.ts = _m.ts AND "
         f"{_RANK.format(t='_e')} > {_RANK.format(t='_m')}))"
     )
     return Compiled(sql, c.params)
+
+
+#: What ordering and the final-stage choice read besides the caller's columns.
+_ROW_KEYS: Final = ("ts", "stage_ts", "audit_id", "stage")
 
 
 def check_columns(columns: Sequence[str], *, flag: str = "--columns") -> list[str]:
@@ -428,7 +445,7 @@ def select_sql(
     if limit < 0:
         raise QueryError(f"--limit: invalid value {limit}: expected 0 (all) or a positive number")
     direction = order.upper()
-    inner = rows_sql(f, now=now, resolve_ips=resolve_ips)
+    inner = rows_sql(f, now=now, resolve_ips=resolve_ips, columns=cols)
     select = ", ".join(f'"{c}"' for c in cols)
     sql = (
         f"SELECT {select} FROM ({inner.sql}) _r "

@@ -29,6 +29,7 @@ from kaudit.query.filters import Filters, rows_sql
 from kaudit.query.output import iso
 from kaudit.query.resources import normalise_resource
 from kaudit.query.runner import Queryable, run
+from kaudit.query.schema import COLUMN_NAMES
 
 _NOISE_META: Final = (
     "resourceVersion",
@@ -230,8 +231,9 @@ def history_rows(
         cluster=cluster,
         extra=extra,
     )
-    inner = rows_sql(f, now=now)
-    cols = ", ".join(f'"{c}"' for c in (*HISTORY_COLUMNS, "request_object", "response_object"))
+    wanted = (*HISTORY_COLUMNS, "request_object", "response_object")
+    inner = rows_sql(f, now=now, columns=wanted)
+    cols = ", ".join(f'"{c}"' for c in wanted)
     sql = f"SELECT {cols} FROM ({inner.sql}) _r ORDER BY ts, stage_ts, audit_id"
     table = run(store, sql, inner.params, what="history")
     rows = add_diffs(rows_of(table))
@@ -295,8 +297,8 @@ def timeline(
     if f.user is not None:
         raise QueryError("timeline: give the identity as USER, not also as --user")
     f = dataclasses.replace(f, user=user)
-    inner = rows_sql(f, now=now)
     keys = "username, impersonated_user, verb, resource, subresource, namespace, name, code"
+    inner = rows_sql(f, now=now, columns=keys.split(", "))
     sql = (
         f"SELECT min(ts) AS first, max(ts) AS last, count(*) AS count, {keys} "
         f"FROM ({inner.sql}) _r GROUP BY {keys} ORDER BY first, last, {keys}"
@@ -360,7 +362,9 @@ def stats(
     if top < 1:
         raise QueryError(f"--top: invalid value {top}: expected a positive number")
     f = filters if filters is not None else Filters()
-    inner = rows_sql(f, now=now)
+    # Every column but the big ones: the dimensions are expressions over the rest.
+    small = [c for c in COLUMN_NAMES if c not in ("event", "request_object", "response_object")]
+    inner = rows_sql(f, now=now, columns=small)
     exprs = [DIMENSIONS[d] for d in dims]
     sel = ", ".join(f"{e} AS d{i}" for i, e in enumerate(exprs))
     sets = ", ".join(f"(d{i})" for i in range(len(exprs)))
