@@ -6,7 +6,7 @@ processes POST apiserver-shaped EventList batches of 400 events, each waiting fo
 acknowledgement latency, first flat out, then paced at a fixed rate. Bounded in count
 and time; never asserts a time.
 
-    python bench/bench_serve.py [--clients 4] [--batches 100] [--rate 10000]
+    python bench/bench_serve.py [--clients 4] [--batches 100] [--rate 10000] [--no-detect]
 """
 
 from __future__ import annotations
@@ -96,12 +96,14 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--batches", type=int, default=60, help="batches of 400 per client")
     ap.add_argument("--rate", type=int, default=10000, help="events/s of the paced run")
+    ap.add_argument("--no-detect", action="store_true", help="serve without streaming detection")
     args = ap.parse_args()
 
     from kaudit.model.codec import encode_event_list
     from kaudit.traffic import generate
 
     print(machine())
+    print(f"detection: {'off' if args.no_detect else 'on'}")
     n_batches = args.clients * args.batches
     evs = list(generate(n_batches * 400 * 2, seed=7))
     bodies = [encode_event_list(evs[i : i + 400]) for i in range(0, len(evs), 400)]
@@ -110,7 +112,8 @@ def main() -> None:
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "kaudit", "serve", "--store", f"{tmp}/store",
-             "--port", str(port), "--token", f"bench={TOKEN}", "--log-level", "warning"],
+             "--port", str(port), "--token", f"bench={TOKEN}", "--log-level", "warning",
+             *(["--no-detect"] if args.no_detect else [])],
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
@@ -148,6 +151,9 @@ def main() -> None:
                         "kaudit_commit_batches_count",
                         "kaudit_commit_batches_sum",
                         "kaudit_events_stored_total",
+                        "kaudit_detect_events_total",
+                        "kaudit_detect_lag_seconds_sum",
+                        "kaudit_detect_lag_seconds_count",
                     )
                 ):
                     print("  " + line)

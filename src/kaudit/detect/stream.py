@@ -22,19 +22,21 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from kaudit.detect.alert import Alert, AlertStore
 from kaudit.detect.engine import Engine
-from kaudit.detect.flat import table_from_records
 from kaudit.detect.rule import Rule
 from kaudit.model.documents import Record
+from kaudit.model.types import Event
 from kaudit.sinks import Sink, deliver
+from kaudit.store.flatten import flatten_events
 
 log = logging.getLogger("kaudit.detect")
 
@@ -43,7 +45,10 @@ LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 @dataclass(slots=True)
 class _Item:
-    records: list[Record]
+    """One durable batch: decoded events, their original lines, and where from."""
+
+    events: list[Event]
+    raws: list[bytes]
     cluster: str
     duplicates: int
     durable_at: float
@@ -117,8 +122,12 @@ class _Delivery:
             log.warning("sink %s: close failed: %s", self.sink.name, exc)
 
 
-class StreamingDetector:
-    """Detection on durable batches in a thread of its own (see the module doc)."""
+class DetectionCore:
+    """The rules, their state, the alert store and the sinks: what evaluates batches.
+
+    Used by :class:`StreamingDetector` (a thread of the server) and by the detection
+    process of :mod:`kaudit.detect.process`; not thread-safe (one caller at a time).
+    """
 
     def __init__(
         self,
@@ -126,9 +135,6 @@ class StreamingDetector:
         rules: Sequence[Rule],
         sinks: Sequence[Sink] = (),
         *,
-        max_batch_events: int = 50_000,
-        gather_secs: float = 0.2,
-        max_queued_events: int = 1_000_000,
         save_interval_secs: float = 1.0,
         recent_keys: int = 200_000,
     ) -> None:
@@ -137,13 +143,7 @@ class StreamingDetector:
         self.engine.alert_store = None
         self.alerts = AlertStore(Path(store_path))
         self.deliveries = [_Delivery(s) for s in sinks]
-        self.max_batch_events = max_batch_events
-        self.gather_secs = gather_secs
-        self.max_queued_events = max_queued_events
         self._recent = _Recent(recent_keys)
-        self._q: queue.Queue[_Item | None] = queue.Queue()
-        self._queued = 0
-        self._cv = threading.Condition()
         self.alert_counts: dict[tuple[str, str], int] = {}
         self.lag = _Histogram(LAG_BUCKETS)
         self.batches = 0
@@ -151,71 +151,26 @@ class StreamingDetector:
         self.errors = 0
         self.duplicates_skipped = 0
         self.last_error: str | None = None
-        self._t = threading.Thread(target=self._run, name="kaudit-detect", daemon=True)
-        self._t.start()
+        # Called with new alerts counted but not yet handed to the sinks (the detection
+        # process publishes its metrics there, so they never lag what a sink shows).
+        self.before_delivery: Callable[[], None] | None = None
 
-    @property
-    def queued_events(self) -> int:
-        return self._queued
+    def run(self, items: list[_Item]) -> None:
+        """Evaluate ``items``; a failure is counted and logged, never raised."""
+        try:
+            self._process(items)
+        except Exception as exc:  # counted and logged; the next batch goes on
+            self.fail(sum(len(i.events) for i in items), str(exc))
 
-    def submit(self, records: list[Record], *, cluster: str = "", duplicates: int = 0) -> None:
-        """Queue a batch that is durable now (``duplicates``: how many the store dropped)."""
-        if not records or duplicates >= len(records):
-            return
-        n = len(records)
-        with self._cv:
-            while self._queued and self._queued + n > self.max_queued_events:
-                self._cv.wait(1.0)
-            self._queued += n
-        self._q.put(_Item(records, cluster, duplicates, time.monotonic()))
-
-    def _take(self) -> list[_Item] | None:
-        first = self._q.get()
-        if first is None:
-            return None
-        items = [first]
-        events = len(first.records)
-        # Gather for a moment: the pack costs far less per event on larger batches, and
-        # alerts a second later are still alerts within seconds.
-        deadline = time.monotonic() + self.gather_secs
-        while events < self.max_batch_events:
-            try:
-                nxt = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if nxt is None:
-                self._q.put(None)  # stop after this batch
-                break
-            items.append(nxt)
-            events += len(nxt.records)
-        return items
-
-    def _run(self) -> None:
-        while True:
-            items = self._take()
-            if items is None:
-                return
-            try:
-                self._process(items)
-            except Exception as exc:  # counted and logged; the next batch goes on
-                self.errors += 1
-                self.last_error = str(exc)
-                log.error(
-                    "detection failed",
-                    extra={
-                        "fields": {"events": sum(len(i.records) for i in items), "error": str(exc)}
-                    },
-                )
-            finally:
-                n = sum(len(i.records) for i in items)
-                with self._cv:
-                    self._queued -= n
-                    self._cv.notify_all()
+    def fail(self, events: int, error: str) -> None:
+        self.errors += 1
+        self.last_error = error
+        log.error("detection failed", extra={"fields": {"events": events, "error": error}})
 
     def _process(self, items: list[_Item]) -> None:
         tables = []
         for it in items:
-            t = table_from_records(it.records, cluster=it.cluster)
+            t = flatten_events(it.events, it.raws, it.cluster)
             before = t.num_rows
             t = self._recent.filter_new(t, check=it.duplicates > 0)
             self.duplicates_skipped += before - t.num_rows
@@ -236,71 +191,231 @@ class StreamingDetector:
             k = (a.rule_id, a.severity)
             self.alert_counts[k] = self.alert_counts.get(k, 0) + 1
         if new:
+            if self.before_delivery is not None:
+                self.before_delivery()
             for d in self.deliveries:
                 d.put(list(new))
         done = time.monotonic()
         for it in items:
             self.lag.observe(done - it.durable_at)
 
+    def close(self) -> None:
+        """Save the state, deliver what is queued, close the sinks."""
+        self.engine.close()
+        for d in self.deliveries:
+            d.stop()
+
+    def snapshot(self) -> Snapshot:
+        """The metrics as plain data (picklable; see :func:`render_metrics`)."""
+        counts, total, n = self.lag.values()
+        return {
+            "alerts": dict(self.alert_counts),
+            "events": self.events,
+            "errors": self.errors,
+            "batches": self.batches,
+            "duplicates_skipped": self.duplicates_skipped,
+            "lag_counts": counts,
+            "lag_sum": total,
+            "lag_n": n,
+            "watermark_us": self.engine.watermark_us,
+            "state": dict(self.engine.state_sizes()),
+            "sinks": [(d.sink.name, dict(d.sink.counters)) for d in self.deliveries],
+        }
+
+
+Snapshot = dict[str, Any]
+
+
+def empty_snapshot() -> Snapshot:
+    return {
+        "alerts": {},
+        "events": 0,
+        "errors": 0,
+        "batches": 0,
+        "duplicates_skipped": 0,
+        "lag_counts": [0] * (len(LAG_BUCKETS) + 1),
+        "lag_sum": 0.0,
+        "lag_n": 0,
+        "watermark_us": None,
+        "state": {},
+        "sinks": [],
+    }
+
+
+def merge_snapshots(base: Snapshot, new: Snapshot) -> Snapshot:
+    """Counters of ``base`` plus those of ``new``; gauges of ``new`` (or ``base``'s)."""
+    alerts = dict(base["alerts"])
+    for k, v in new["alerts"].items():
+        alerts[k] = alerts.get(k, 0) + v
+    sinks: dict[str, dict[str, int]] = {name: dict(c) for name, c in base["sinks"]}
+    for name, c in new["sinks"]:
+        have = sinks.setdefault(name, {})
+        for k, v in c.items():
+            have[k] = have.get(k, 0) + v
+    return {
+        "alerts": alerts,
+        "events": base["events"] + new["events"],
+        "errors": base["errors"] + new["errors"],
+        "batches": base["batches"] + new["batches"],
+        "duplicates_skipped": base["duplicates_skipped"] + new["duplicates_skipped"],
+        "lag_counts": [a + b for a, b in zip(base["lag_counts"], new["lag_counts"], strict=True)],
+        "lag_sum": base["lag_sum"] + new["lag_sum"],
+        "lag_n": base["lag_n"] + new["lag_n"],
+        "watermark_us": new["watermark_us"]
+        if new["watermark_us"] is not None
+        else base["watermark_us"],
+        "state": new["state"] or base["state"],
+        "sinks": list(sinks.items()),
+    }
+
+
+def render_metrics(snap: Snapshot, queued_events: int) -> str:
+    """Prometheus text lines for ``/metrics`` from a :meth:`DetectionCore.snapshot`."""
+    out: list[str] = []
+
+    def family(name: str, kind: str, help_text: str) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+
+    family("kaudit_alerts_total", "counter", "Alerts raised, by rule and severity.")
+    for (rule, sev), n in sorted(snap["alerts"].items()):
+        out.append(f'kaudit_alerts_total{{rule="{rule}",severity="{sev}"}} {n}')
+    family("kaudit_detect_events_total", "counter", "Events evaluated by the rules.")
+    out.append(f"kaudit_detect_events_total {snap['events']}")
+    family("kaudit_detect_errors_total", "counter", "Detection batches that failed.")
+    out.append(f"kaudit_detect_errors_total {snap['errors']}")
+    family(
+        "kaudit_detect_queued_events",
+        "gauge",
+        "Events durable but not yet evaluated (detection backlog).",
+    )
+    out.append(f"kaudit_detect_queued_events {queued_events}")
+    family(
+        "kaudit_detect_lag_seconds",
+        "histogram",
+        "Seconds from a batch being durable to its alerts being stored.",
+    )
+    cum = 0
+    for b, c in zip((*LAG_BUCKETS, "+Inf"), snap["lag_counts"], strict=True):
+        cum += c
+        out.append(f'kaudit_detect_lag_seconds_bucket{{le="{b}"}} {cum}')
+    out.append(f"kaudit_detect_lag_seconds_sum {snap['lag_sum']}")
+    out.append(f"kaudit_detect_lag_seconds_count {snap['lag_n']}")
+    wm = snap["watermark_us"]
+    family(
+        "kaudit_detect_watermark_seconds",
+        "gauge",
+        "Newest event time evaluated (Unix seconds).",
+    )
+    out.append(f"kaudit_detect_watermark_seconds {wm / 1e6 if wm is not None else 0}")
+    family("kaudit_detect_state_entries", "gauge", "Window/first-seen entries held per rule.")
+    for rule, n in sorted(snap["state"].items()):
+        out.append(f'kaudit_detect_state_entries{{rule="{rule}"}} {n}')
+    for metric, key, help_text in (
+        ("kaudit_sink_alerts_sent_total", "alerts_sent", "Alerts delivered, by sink."),
+        ("kaudit_sink_alerts_failed_total", "alerts_failed", "Alerts not delivered."),
+        ("kaudit_sink_requests_failed_total", "requests_failed", "Failed sink attempts."),
+        ("kaudit_sink_retries_total", "retries", "Sink attempts retried."),
+    ):
+        family(metric, "counter", help_text)
+        for sink_name, counters in snap["sinks"]:
+            name = sink_name.replace("\\", "\\\\").replace('"', '\\"')
+            out.append(f'{metric}{{sink="{name}"}} {counters.get(key, 0)}')
+    return "\n".join(out) + "\n"
+
+
+class StreamingDetector:
+    """Detection on durable batches in a thread of the calling process (see the module doc)."""
+
+    def __init__(
+        self,
+        store_path: str | os.PathLike[str],
+        rules: Sequence[Rule],
+        sinks: Sequence[Sink] = (),
+        *,
+        max_batch_events: int = 50_000,
+        gather_secs: float = 0.2,
+        max_queued_events: int = 1_000_000,
+        save_interval_secs: float = 1.0,
+        recent_keys: int = 200_000,
+    ) -> None:
+        self.core = DetectionCore(
+            store_path,
+            rules,
+            sinks,
+            save_interval_secs=save_interval_secs,
+            recent_keys=recent_keys,
+        )
+        self.max_batch_events = max_batch_events
+        self.gather_secs = gather_secs
+        self.max_queued_events = max_queued_events
+        self._q: queue.Queue[_Item | None] = queue.Queue()
+        self._queued = 0
+        self._cv = threading.Condition()
+        self._t = threading.Thread(target=self._run, name="kaudit-detect", daemon=True)
+        self._t.start()
+
+    @property
+    def queued_events(self) -> int:
+        return self._queued
+
+    def submit(self, records: list[Record], *, cluster: str = "", duplicates: int = 0) -> None:
+        """Queue a batch that is durable now (``duplicates``: how many the store dropped)."""
+        if not records or duplicates >= len(records):
+            return
+        n = len(records)
+        with self._cv:
+            while self._queued and self._queued + n > self.max_queued_events:
+                self._cv.wait(1.0)
+            self._queued += n
+        item = _Item([r.event for r in records], [r.raw for r in records], cluster, duplicates, 0.0)
+        item.durable_at = time.monotonic()
+        self._q.put(item)
+
+    def _take(self) -> list[_Item] | None:
+        first = self._q.get()
+        if first is None:
+            return None
+        items = [first]
+        events = len(first.events)
+        # Gather for a moment: the pack costs far less per event on larger batches, and
+        # alerts a second later are still alerts within seconds.
+        deadline = time.monotonic() + self.gather_secs
+        while events < self.max_batch_events:
+            try:
+                nxt = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if nxt is None:
+                self._q.put(None)  # stop after this batch
+                break
+            items.append(nxt)
+            events += len(nxt.events)
+        return items
+
+    def _run(self) -> None:
+        while True:
+            items = self._take()
+            if items is None:
+                return
+            try:
+                self.core.run(items)
+            finally:
+                n = sum(len(i.events) for i in items)
+                with self._cv:
+                    self._queued -= n
+                    self._cv.notify_all()
+
     def stop(self) -> None:
         """Process everything queued, save the state, flush and close the sinks."""
         if self._t.is_alive():
             self._q.put(None)
             self._t.join()
-        self.engine.close()
-        for d in self.deliveries:
-            d.stop()
-
-    # --- metrics ------------------------------------------------------------------
+        self.core.close()
 
     def render_metrics(self) -> str:
         """Prometheus text lines for ``/metrics``."""
-        out: list[str] = []
-
-        def family(name: str, kind: str, help_text: str) -> None:
-            out.append(f"# HELP {name} {help_text}")
-            out.append(f"# TYPE {name} {kind}")
-
-        family("kaudit_alerts_total", "counter", "Alerts raised, by rule and severity.")
-        for (rule, sev), n in sorted(self.alert_counts.items()):
-            out.append(f'kaudit_alerts_total{{rule="{rule}",severity="{sev}"}} {n}')
-        family("kaudit_detect_events_total", "counter", "Events evaluated by the rules.")
-        out.append(f"kaudit_detect_events_total {self.events}")
-        family("kaudit_detect_errors_total", "counter", "Detection batches that failed.")
-        out.append(f"kaudit_detect_errors_total {self.errors}")
-        family(
-            "kaudit_detect_queued_events",
-            "gauge",
-            "Events durable but not yet evaluated (detection backlog).",
-        )
-        out.append(f"kaudit_detect_queued_events {self._queued}")
-        family(
-            "kaudit_detect_lag_seconds",
-            "histogram",
-            "Seconds from a batch being durable to its alerts being stored.",
-        )
-        out += self.lag.samples("kaudit_detect_lag_seconds")
-        wm = self.engine.watermark_us
-        family(
-            "kaudit_detect_watermark_seconds",
-            "gauge",
-            "Newest event time evaluated (Unix seconds).",
-        )
-        out.append(f"kaudit_detect_watermark_seconds {wm / 1e6 if wm is not None else 0}")
-        family("kaudit_detect_state_entries", "gauge", "Window/first-seen entries held per rule.")
-        for rule, n in sorted(self.engine.state_sizes().items()):
-            out.append(f'kaudit_detect_state_entries{{rule="{rule}"}} {n}')
-        for metric, key, help_text in (
-            ("kaudit_sink_alerts_sent_total", "alerts_sent", "Alerts delivered, by sink."),
-            ("kaudit_sink_alerts_failed_total", "alerts_failed", "Alerts not delivered."),
-            ("kaudit_sink_requests_failed_total", "requests_failed", "Failed sink attempts."),
-            ("kaudit_sink_retries_total", "retries", "Sink attempts retried."),
-        ):
-            family(metric, "counter", help_text)
-            for d in self.deliveries:
-                name = d.sink.name.replace("\\", "\\\\").replace('"', '\\"')
-                out.append(f'{metric}{{sink="{name}"}} {d.sink.counters.get(key, 0)}')
-        return "\n".join(out) + "\n"
+        return render_metrics(self.core.snapshot(), self._queued)
 
 
 class _Histogram:
@@ -322,17 +437,16 @@ class _Histogram:
             self.sum += v
             self.n += 1
 
-    def samples(self, name: str) -> list[str]:
+    def values(self) -> tuple[list[int], float, int]:
         with self._lock:
-            counts, total, n = list(self.counts), self.sum, self.n
-        out = []
-        cum = 0
-        for b, c in zip((*self.buckets, "+Inf"), counts, strict=True):
-            cum += c
-            out.append(f'{name}_bucket{{le="{b}"}} {cum}')
-        out.append(f"{name}_sum {total}")
-        out.append(f"{name}_count {n}")
-        return out
+            return list(self.counts), self.sum, self.n
 
 
-__all__ = ["StreamingDetector"]
+__all__ = [
+    "DetectionCore",
+    "Snapshot",
+    "StreamingDetector",
+    "empty_snapshot",
+    "merge_snapshots",
+    "render_metrics",
+]

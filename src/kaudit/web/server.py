@@ -277,7 +277,25 @@ class DetectingWriter:
 
 
 def start_detection(config: ServeConfig, store_path: Path) -> Any:
-    """The streaming detector of ``config`` (rules, allowlist, sinks) on the store."""
+    """The streaming detector of ``config`` (rules, allowlist, sinks) on the store.
+
+    By default a :class:`~kaudit.detect.process.DetectorProcess` (detection in a child
+    process, off the acknowledgement path's interpreter lock); with a false
+    ``detect_process`` setting, a :class:`~kaudit.detect.stream.StreamingDetector` in a
+    thread of this process.
+    """
+    if getattr(config, "detect_process", True):
+        from kaudit.detect.process import DetectorProcess, settings_for
+
+        level = logging.getLevelName(logging.getLogger("kaudit").getEffectiveLevel())
+        settings = settings_for(
+            store_path,
+            config.rules_dirs,
+            config.allowlist_file,
+            config.alert_sinks,
+            log_level=level if isinstance(level, str) else "INFO",
+        )
+        return DetectorProcess(settings)
     from kaudit.detect.rule import load_rules
     from kaudit.detect.stream import StreamingDetector
     from kaudit.sinks import sink_from_spec
