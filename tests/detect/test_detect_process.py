@@ -108,9 +108,30 @@ def test_a_killed_child_is_restarted_and_gets_the_unacknowledged_batches(
     finally:
         det.stop()
     assert det.queued_events == 0
-    assert _metric(det.render_metrics(), "kaudit_detect_events_total") >= 101
+    text = det.render_metrics()
+    assert _metric(text, "kaudit_detect_events_total") >= 101
+    assert _metric(text, "kaudit_detect_process_restarts_total") == 1
+    assert _metric(text, "kaudit_detect_given_up_events_total") == 0
 
 
 def test_a_bad_sink_fails_the_start_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="detection: .*unknown sink kind 'pagerduty'"):
         DetectorProcess(settings_for(tmp_path / "store", [], None, ["pagerduty:x"]))
+
+
+def test_without_waiting_a_failed_start_is_logged_retried_and_given_up_on_stop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    det = DetectorProcess(
+        settings_for(tmp_path / "store", [], None, ["pagerduty:x"]),
+        wait_ready=False,
+        restart_delay_secs=0.01,
+    )
+    det.submit(_records(list(generate(10, seed=5))))
+    _wait(lambda: det.restarts >= 1, "a second attempt to start")
+    det.stop()
+    assert "cannot start: alert_sinks: 'pagerduty:x': unknown sink kind" in caplog.text
+    assert "stopping without it: 10 queued events are not evaluated" in caplog.text
+    text = det.render_metrics()
+    assert _metric(text, "kaudit_detect_given_up_events_total") == 10
+    assert _metric(text, "kaudit_detect_queued_events") == 0

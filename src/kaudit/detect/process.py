@@ -196,6 +196,7 @@ class _Child:
     status: Connection
     alive: bool = True
     finished: bool = False
+    failed: bool = False  # it could not start (its rules or sinks)
     sender: threading.Thread | None = None
     acked: list[int] = field(default_factory=list)
 
@@ -214,6 +215,7 @@ class DetectorProcess:
         max_queued_events: int = 1_000_000,
         start_timeout_secs: float = 120.0,
         restart_delay_secs: float = 1.0,
+        wait_ready: bool = True,
         context: str = "spawn",
     ) -> None:
         self.settings = settings
@@ -233,7 +235,7 @@ class DetectorProcess:
         self._child: _Child | None = None
         self.restarts = 0
         self.given_up_events = 0
-        child = self._spawn()
+        child = self._spawn(wait=wait_ready)
         self._supervisor = threading.Thread(
             target=self._supervise, args=(child,), name="kaudit-detect-supervisor", daemon=True
         )
@@ -281,11 +283,25 @@ class DetectorProcess:
         """Prometheus text lines for ``/metrics`` (from the child's latest snapshot)."""
         with self._cv:
             snap = merge_snapshots(self._base, self._snap)
-        return render_metrics(snap, self._queued)
+        return render_metrics(snap, self._queued) + (
+            "# HELP kaudit_detect_process_restarts_total Detection processes restarted after "
+            "exiting unexpectedly.\n"
+            "# TYPE kaudit_detect_process_restarts_total counter\n"
+            f"kaudit_detect_process_restarts_total {self.restarts}\n"
+            "# HELP kaudit_detect_given_up_events_total Events not evaluated: their batch "
+            f"killed the detection process {MAX_CRASHES} times, or it could not be restarted.\n"
+            "# TYPE kaudit_detect_given_up_events_total counter\n"
+            f"kaudit_detect_given_up_events_total {self.given_up_events}\n"
+        )
 
     # --- the child's lifecycle -------------------------------------------------------
 
-    def _spawn(self) -> _Child:
+    def _spawn(self, *, wait: bool = True) -> _Child:
+        """A new child; with ``wait``, once it is ready (raising what stopped it).
+
+        Without ``wait`` the batches already queue in the pipe while the child loads
+        its rules, and a failure to start is logged and retried by the supervisor.
+        """
         data_r, data_w = self._ctx.Pipe(duplex=False)
         status_r, status_w = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
@@ -298,6 +314,8 @@ class DetectorProcess:
         data_r.close()
         status_w.close()
         child = _Child(proc, data_w, status_r)
+        if not wait:
+            return self._start_sending(child)
         try:
             if not status_r.poll(self.start_timeout_secs):
                 raise KauditError(
@@ -316,6 +334,9 @@ class DetectorProcess:
             raise ConfigError(f"detection: {msg[2]}")
         with self._cv:
             self._snap = msg[1]
+        return self._start_sending(child)
+
+    def _start_sending(self, child: _Child) -> _Child:
         child.sender = threading.Thread(
             target=self._send, args=(child,), name="kaudit-detect-send", daemon=True
         )
@@ -378,14 +399,18 @@ class DetectorProcess:
                     if snap is not None:
                         self._snap = snap
                     self._cv.notify_all()
-                elif kind in ("metrics", "bye"):
+                elif kind == "error":
+                    child.failed = True
+                    log.error("detection process: cannot start: %s", msg[2])
+                elif kind in ("ready", "metrics", "bye"):
                     self._snap = msg[1]
                     if kind == "bye":
                         child.finished = True
 
     def _supervise(self, child: _Child) -> None:
-        crashes = 0
+        crashes = 0  # exits in a row with the same batch first in the queue
         head: int | None = None
+        failures = 0  # starts in a row that failed (rules or sinks unusable)
         while True:
             self._receive(child)
             self._discard(child)
@@ -396,52 +421,58 @@ class DetectorProcess:
                 first = self._pending[0].seq if self._pending else None
             if done:
                 return
-            code = child.process.exitcode
-            crashes = crashes + 1 if first is not None and first == head else 1
-            head = first
-            if crashes >= MAX_CRASHES and first is not None:
-                with self._cv:
-                    lost = self._pending.popleft()
-                    self._queued -= lost.events
-                    self._base["errors"] += 1
-                    self._cv.notify_all()
-                self.given_up_events += lost.events
+            if child.failed:
+                failures += 1
+            else:
+                failures = 0
+                crashes = crashes + 1 if first is not None and first == head else 1
+                head = first
+                if crashes >= MAX_CRASHES and first is not None:
+                    self._give_up_head(crashes)
+                    crashes, head = 0, None
                 log.error(
-                    "detection process: batch %d killed it %d times: its %d events are not "
-                    "evaluated",
-                    lost.seq,
-                    crashes,
-                    lost.events,
+                    "detection process exited (exit code %s): restarting it; %d queued "
+                    "events are sent again",
+                    child.process.exitcode,
+                    self._queued,
                 )
-                crashes, head = 0, None
-            log.error(
-                "detection process exited (exit code %s): restarting it; %d queued events "
-                "are sent again",
-                code,
-                self._queued,
-            )
-            failures = 0
             while True:
-                time.sleep(self.restart_delay_secs)
+                if self._stopping and failures >= MAX_CRASHES:
+                    self._give_up_all()
+                    return
+                time.sleep(min(30.0, self.restart_delay_secs * 2 ** min(failures, 5)))
                 try:
-                    child = self._spawn()
+                    child = self._spawn(wait=False)
                     self.restarts += 1
                     break
-                except KauditError as exc:
+                except (KauditError, OSError) as exc:
                     failures += 1
                     log.error("detection process: restart failed: %s", exc)
-                    if self._stopping and failures >= MAX_CRASHES:
-                        with self._cv:
-                            lost_events = self._queued
-                            self._pending.clear()
-                            self._queued = 0
-                        self.given_up_events += lost_events
-                        log.error(
-                            "detection process: stopping without it: %d queued events are "
-                            "not evaluated",
-                            lost_events,
-                        )
-                        return
+
+    def _give_up_head(self, crashes: int) -> None:
+        with self._cv:
+            lost = self._pending.popleft()
+            self._queued -= lost.events
+            self._base["errors"] += 1
+            self._cv.notify_all()
+        self.given_up_events += lost.events
+        log.error(
+            "detection process: batch %d killed it %d times: its %d events are not evaluated",
+            lost.seq,
+            crashes,
+            lost.events,
+        )
+
+    def _give_up_all(self) -> None:
+        with self._cv:
+            lost = self._queued
+            self._pending.clear()
+            self._queued = 0
+            self._cv.notify_all()
+        self.given_up_events += lost
+        log.error(
+            "detection process: stopping without it: %d queued events are not evaluated", lost
+        )
 
 
 def settings_for(

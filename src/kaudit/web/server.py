@@ -295,7 +295,9 @@ def start_detection(config: ServeConfig, store_path: Path) -> Any:
             config.alert_sinks,
             log_level=level if isinstance(level, str) else "INFO",
         )
-        return DetectorProcess(settings)
+        # The settings were validated before serving: readiness does not wait for the
+        # child to load its rules (batches queue meanwhile; a failure is logged, retried).
+        return DetectorProcess(settings, wait_ready=False)
     from kaudit.detect.rule import load_rules
     from kaudit.detect.stream import StreamingDetector
     from kaudit.sinks import sink_from_spec
