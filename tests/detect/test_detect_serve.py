@@ -142,3 +142,40 @@ def test_serve_refuses_a_bad_sink_spec(tmp_path: Path) -> None:
     assert r.returncode == 78, r.stderr
     assert "alert_sinks: 'pagerduty:x': unknown sink kind 'pagerduty'" in r.stderr
     assert f"the directory {tmp_path}/no/such does not exist" in r.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out += [int(c) for c in text]
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_detection_runs_in_a_process_of_its_own_that_ends_with_a_killed_server(
+    tmp_path: Path,
+) -> None:
+    store, sink_file = tmp_path / "store", tmp_path / "alerts.jsonl"
+    now = format_micro(time.time_ns() // 1000)
+    incident = expand_events([{**EXEC, "requestReceivedTimestamp": now, "stageTimestamp": now}])
+    with _server(store, "--alert-sink", f"file:{sink_file}") as srv:
+        assert srv.proc is not None
+        detectors = _wait(
+            lambda: [c for c in _children(srv.proc.pid) if "spawn_main" in _cmdline(c)],
+            "the detection process",
+        )
+        _post(f"http://127.0.0.1:{srv.port}/audit/webhook", event_list(incident))
+        _wait(
+            lambda: [a for a in _file_alerts(sink_file) if a["rule_id"] == "pod-exec"],
+            "the pod-exec alert",
+        )
+        srv.kill()
+        # No orphan: the pipe from the server closes, and the detection process exits.
+        _wait(lambda: not any(_cmdline(c) for c in detectors), "the detection process to exit")

@@ -133,12 +133,18 @@ def _child_main(settings: ChildSettings, data: Connection, status: Connection) -
     except Exception as exc:
         status.send(("error", type(exc).__name__, str(exc)))
         return
-    status.send(("ready", core.snapshot()))
-    core.before_delivery = lambda: status.send(("metrics", core.snapshot()))
+
+    def report(msg: tuple[object, ...]) -> None:
+        # A server that is gone (killed) hears nothing; what was received is evaluated.
+        with contextlib.suppress(OSError):
+            status.send(msg)
+
+    report(("ready", core.snapshot()))
+    core.before_delivery = lambda: report(("metrics", core.snapshot()))
     stop = False
     while not stop:
         if not data.poll(settings.metrics_interval_secs):
-            status.send(("metrics", core.snapshot()))
+            report(("metrics", core.snapshot()))
             continue
         try:
             msg = data.recv_bytes()
@@ -174,12 +180,9 @@ def _child_main(settings: ChildSettings, data: Connection, status: Connection) -
                 core.fail(_count(m), str(exc))
         if items:
             core.run(items)
-        status.send(("done", last_seq, core.snapshot()))
+        report(("done", last_seq, core.snapshot()))
     core.close()
-    try:
-        status.send(("bye", core.snapshot()))
-    except OSError:  # the server is gone: the state is saved all the same
-        pass
+    report(("bye", core.snapshot()))
 
 
 @dataclass(slots=True)
