@@ -249,9 +249,16 @@ SETTINGS: tuple[Setting, ...] = (
         "detect",
         "bool",
         True,
-        "Run the detection rules on every batch once it is durable (in a thread of its own: "
+        "Run the detection rules on every batch once it is durable (in a process of its own: "
         "acknowledgements never wait for it); alerts go to <store>/alerts and alert_sinks, "
         "windows and first-seen state to <store>/detect.",
+    ),
+    Setting(
+        "detect_process",
+        "bool",
+        True,
+        "Run detection in a child process (on 2 cores it keeps acknowledgement latency "
+        "low); false: in a thread of the server.",
     ),
     Setting(
         "rules_dirs",
@@ -329,6 +336,7 @@ class ServeConfig:
     policy_file: Path | None = None
     truncate_max_event_bytes: int = 0
     detect: bool = True
+    detect_process: bool = True
     rules_dirs: list[str] = field(default_factory=list)
     allowlist_file: Path | None = None
     alert_sinks: list[str] = field(default_factory=list)

@@ -284,7 +284,7 @@ def start_detection(config: ServeConfig, store_path: Path) -> Any:
     ``detect_process`` setting, a :class:`~kaudit.detect.stream.StreamingDetector` in a
     thread of this process.
     """
-    if getattr(config, "detect_process", True):
+    if config.detect_process:
         from kaudit.detect.process import DetectorProcess, settings_for
 
         level = logging.getLevelName(logging.getLogger("kaudit").getEffectiveLevel())
