@@ -702,9 +702,10 @@ def uvicorn_config(config: ServeConfig, app: Starlette, **overrides: Any) -> Any
         kwargs["ssl_keyfile"] = str(config.tls_key_file)
         if config.client_ca_file is not None:
             kwargs["ssl_ca_certs"] = str(config.client_ca_file)
-            # Tokens may still be used when a client presents no certificate.
-            has_tokens = bool(config.tokens or config.tokens_file)
-            kwargs["ssl_cert_reqs"] = ssl.CERT_OPTIONAL if has_tokens else ssl.CERT_REQUIRED
+            # Optional at the handshake: a certificate that is presented must be signed by
+            # the CA, but a client without one gets the application's 401 (and health
+            # probes, which present none, reach /healthz and /readyz).
+            kwargs["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
     kwargs.update(overrides)
     return uvicorn.Config(app, **kwargs)
 
