@@ -141,14 +141,8 @@ MACROS: Final[tuple[str, ...]] = (
     "lambda x: coalesce(json_extract_string(x, p), []))))",
 )
 
-#: Columns of every trigger row (hunt query output, and what streaming computes).
-TRIGGER_COLUMNS: Final = (
-    "ts_us",
-    "first_ts_us",
-    "audit_ids",
-    "key",
-    "sk",
-    "count",
+#: The entity an alert is about (the last columns of every trigger row).
+ENTITY_COLUMNS: Final = (
     "audit_id",
     "stage",
     "username",
@@ -161,17 +155,15 @@ TRIGGER_COLUMNS: Final = (
     "cluster",
 )
 
-ENTITY_COLUMNS: Final = (
-    "audit_id",
-    "stage",
-    "username",
-    "source_ip",
-    "verb",
-    "resource",
-    "subresource",
-    "namespace",
-    "name",
-    "cluster",
+#: Columns of every trigger row (hunt query output, and what streaming computes).
+TRIGGER_COLUMNS: Final = (
+    "ts_us",
+    "first_ts_us",
+    "audit_ids",
+    "key",
+    "sk",
+    "count",
+    *ENTITY_COLUMNS,
 )
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
