@@ -283,6 +283,7 @@ def test_text_summary_is_plain_and_stable(tmp_path: Path, store_dir: Path) -> No
         "stored",
         "duplicates",
         "quarantined",
+        "redacted",
         "elapsed",
         "events/s",
     ]
@@ -342,3 +343,71 @@ def test_subprocess_stdin_pipe(tmp_path: Path, store_dir: Path) -> None:
     assert (s["events_read"], s["stored"], s["quarantined"]) == (50, 50, 1)
     assert out.stderr == b""
     assert stored_events(open_store(store_dir)) == expected(data.replace(b"not json\n", b""))
+
+
+def _secret_events() -> bytes:
+    """A Secret created with data, a TokenReview, and an event with nothing secret."""
+    secret = {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": "RequestResponse",
+        "auditID": "5ec7e700-0000-4000-8000-000000000001",
+        "stage": "ResponseComplete",
+        "requestURI": "/api/v1/namespaces/prod/secrets",
+        "verb": "create",
+        "user": {"username": "alice"},
+        "objectRef": {"resource": "secrets", "namespace": "prod", "name": "db", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 201},
+        "requestObject": {"kind": "Secret", "data": {"password": "aHVudGVyMi1zM2NyM3Q="}},
+        "requestReceivedTimestamp": "2024-05-06T07:08:09.000001Z",
+        "stageTimestamp": "2024-05-06T07:08:09.000002Z",
+    }
+    review = {
+        **secret,
+        "auditID": "5ec7e700-0000-4000-8000-000000000002",
+        "requestURI": "/apis/authentication.k8s.io/v1/tokenreviews",
+        "objectRef": {"resource": "tokenreviews", "apiGroup": "authentication.k8s.io"},
+        "requestObject": {"kind": "TokenReview", "spec": {"token": "eyJhbGciOiJSUzI1NiJ9.tok3n"}},
+    }
+    out = [json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in (secret, review)]
+    return b"".join(out) + line(3)
+
+
+def test_secret_material_is_redacted_by_default(tmp_path: Path, store_dir: Path) -> None:
+    log = write(tmp_path / "audit.log", _secret_events())
+    code, s = summary(store_dir, str(log))
+    assert code == 0
+    assert (s["events_read"], s["stored"], s["redacted"]) == (3, 3, 2)
+
+    store = open_store(store_dir)
+    leaked = store.query(
+        "SELECT count(*) AS n FROM events WHERE event LIKE '%aHVudGVyMi1zM2NyM3Q=%' "
+        "OR event LIKE '%tok3n%' OR request_object LIKE '%tok3n%'"
+    )
+    assert leaked["n"].to_pylist() == [0]
+    marked = store.query(
+        "SELECT resource, annotations['kaudit.io/redacted'] AS paths FROM events "
+        "WHERE annotations['kaudit.io/redacted'] IS NOT NULL ORDER BY resource"
+    ).to_pylist()
+    assert marked == [
+        {"resource": "secrets", "paths": "requestObject.data"},
+        {"resource": "tokenreviews", "paths": "requestObject.spec.token"},
+    ]
+    # The redacted bytes are what is stored: a second import adds nothing.
+    code, s = summary(store_dir, str(log))
+    assert (code, s["stored"], s["duplicates"], s["redacted"]) == (0, 0, 3, 2)
+
+
+def test_no_redact_keeps_the_original_bytes(tmp_path: Path, store_dir: Path) -> None:
+    data = _secret_events()
+    log = write(tmp_path / "audit.log", data)
+    code, s = summary(store_dir, "--no-redact", str(log))
+    assert (code, s["stored"], s["redacted"]) == (0, 3, 0)
+    assert stored_events(open_store(store_dir)) == expected(data)
+
+
+def test_text_summary_says_how_many_events_were_redacted(tmp_path: Path, store_dir: Path) -> None:
+    log = write(tmp_path / "audit.log", _secret_events())
+    r = run(store_dir, str(log))
+    assert r.exit_code == 0
+    assert "redacted:    2" in r.stdout

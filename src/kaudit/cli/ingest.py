@@ -70,6 +70,16 @@ Exit status:
     help="With a live log file, also read its rotated backups (oldest first).",
 )
 @click.option(
+    "--redact/--no-redact",
+    default=True,
+    show_default=True,
+    envvar="KAUDIT_REDACT",
+    help="Replace secret material before storing, as kaudit serve does: Secret "
+    "data/stringData and their last-applied-configuration, TokenRequest and "
+    "TokenReview tokens, PEM private keys. Redacted events carry the annotation "
+    "kaudit.io/redacted.",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=DEFAULT_BATCH_SIZE,
@@ -91,6 +101,7 @@ def ingest(
     fmt: str,
     output: str,
     rotated: bool,
+    redact: bool,
     batch_size: int,
     progress: bool | None,
 ) -> None:
@@ -100,7 +111,8 @@ def ingest(
     arrays; gzip is detected by content), a directory of them, or - for standard
     input. A live log such as audit.log brings its rotated backups
     (audit-2024-05-06T07-08-09.123.log[.gz]) with it, read oldest first. Events
-    already in the store (same auditID and stage) are not stored twice.
+    already in the store (same auditID, stage and bytes) are not stored twice.
+    Secret material is redacted unless --no-redact is given.
     """
     from kaudit.store import open_store
 
@@ -110,6 +122,11 @@ def ingest(
         for err in expansion.errors:
             report_error(err)
         ctx.exit(EXIT_ERROR)
+    transform = None
+    if redact:
+        from kaudit.transforms.redact import Redactor
+
+        transform = Redactor()
     store = open_store(store_path)
     q_path = quarantine_path or default_path(store.path)
     show_progress = progress if progress is not None else _is_tty(sys.stderr)
@@ -125,6 +142,7 @@ def ingest(
                 fmt=fmt,
                 batch_size=batch_size,
                 progress=bar.update if bar is not None else None,
+                transform=transform,
             )
         finally:
             if bar is not None:
@@ -166,6 +184,7 @@ def summary_dict(stats: IngestStats, quarantine_file: Path | None) -> dict[str, 
         "stored": stats.stored,
         "duplicates": stats.duplicates,
         "quarantined": stats.quarantined,
+        "redacted": stats.redacted,
         "quarantine_file": str(quarantine_file) if quarantine_file else None,
         "errors": [str(e) for e in stats.errors],
         "elapsed_secs": round(stats.elapsed_secs, 3),
@@ -187,6 +206,7 @@ def _text_summary(stats: IngestStats, quarantine_file: Path | None, tty: bool) -
         ("stored", str(stats.stored)),
         ("duplicates", str(stats.duplicates)),
         ("quarantined", q),
+        ("redacted", str(stats.redacted)),
         ("elapsed", f"{stats.elapsed_secs:.2f} s"),
         ("events/s", f"{stats.events_per_sec:.0f}"),
     ]

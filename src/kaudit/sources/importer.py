@@ -72,6 +72,8 @@ class IngestStats:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    #: Events whose secret material was replaced before storing (``transform``).
+    redacted: int = 0
     errors: list[ReadError] = field(default_factory=list)
     elapsed_secs: float = 0.0
 
@@ -95,6 +97,8 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+#: A transform applied to every batch before it is stored (see :mod:`kaudit.transforms`).
+Transform = Callable[[list[Record]], list[Record]]
 
 
 def ingest(
@@ -107,8 +111,14 @@ def ingest(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
     stdin: IO[bytes] | None = None,
+    transform: Transform | None = None,
 ) -> IngestStats:
-    """Read ``inputs`` in order into ``writer`` (see the module docstring)."""
+    """Read ``inputs`` in order into ``writer`` (see the module docstring).
+
+    ``transform`` maps each batch before it is stored: ``kaudit ingest`` redacts
+    secret material with it (:class:`kaudit.transforms.redact.Redactor`), and the
+    stats count the events it changed as ``redacted``.
+    """
     if fmt not in INPUT_FORMATS:
         raise ValueError(f"unknown input format {fmt!r}; expected one of {INPUT_FORMATS}")
     stats = IngestStats()
@@ -119,8 +129,13 @@ def ingest(
 
     def send(batch: list[Record]) -> None:
         quarantine.flush()  # bad lines are durable no later than the good ones
+        read = len(batch)
+        if transform is not None:
+            out = transform(batch)
+            stats.redacted += sum(1 for a, b in zip(batch, out, strict=True) if a is not b)
+            batch = out
         res = writer.append(batch, cluster=cluster)
-        stats.read += len(batch)
+        stats.read += read
         stats.stored += res.stored
         stats.duplicates += res.duplicates
 
@@ -413,5 +428,6 @@ __all__ = [
     "Appender",
     "IngestStats",
     "Progress",
+    "Transform",
     "ingest",
 ]
