@@ -192,7 +192,7 @@ def query(
     from kaudit.query.api import _distinct_ips
     from kaudit.query.filters import check_columns, select_sql
     from kaudit.query.output import TABLE_COLUMNS, render
-    from kaudit.query.runner import stream
+    from kaudit.query.runner import stream_rows
     from kaudit.query.schema import COLUMN_NAMES
 
     f = build_filters(opts)
@@ -216,12 +216,19 @@ def query(
     store = open_for_reading(store_path)
     # One row more than shown tells whether the limit cut the answer.
     probe = limit + 1 if limit else 0
-    q = select_sql(f, columns=cols, limit=probe, order=order, resolve_ips=_distinct_ips(store))
+    resolve = _distinct_ips(store)
     what = f"--where {f.where!r}" if f.where else "query"
+    batches = stream_rows(
+        store,
+        lambda rows: select_sql(
+            f, columns=cols, limit=probe, order=order, resolve_ips=resolve, rows=rows
+        ),
+        what=what,
+    )
     binary, text = output_streams()
     cut = _Cut(limit)
     render(
-        cut.batches(stream(store, q.sql, q.params, what=what)),
+        cut.batches(batches),
         fmt,
         binary_out=binary,
         text_out=text,

@@ -24,7 +24,7 @@ from typing import Any
 
 from kaudit.query import investigate
 from kaudit.query.filters import STAGE_FINAL, Filters, Value, select_sql
-from kaudit.query.runner import Queryable, run
+from kaudit.query.runner import Queryable, run, run_rows
 from kaudit.query.schema import COLUMN_NAMES
 
 
@@ -87,10 +87,16 @@ def find(
 ) -> Any:
     """Events matching the filters as a :class:`pyarrow.Table` (``limit=0``: all)."""
     f = filters(**kw)
-    q = select_sql(
-        f, columns=columns, limit=limit, order=order, now=now, resolve_ips=_distinct_ips(store)
+    # Validate everything before touching the store.
+    select_sql(f, columns=columns, limit=limit, order=order, now=now, resolve_ips=lambda: [])
+    resolve = _distinct_ips(store)
+    return run_rows(
+        store,
+        lambda rows: select_sql(
+            f, columns=columns, limit=limit, order=order, now=now, resolve_ips=resolve, rows=rows
+        ),
+        what="--where" if f.where else "query",
     )
-    return run(store, q.sql, q.params, what="--where" if f.where else "query")
 
 
 def sql(store: Queryable, text: str, params: Sequence[object] | None = None) -> Any:

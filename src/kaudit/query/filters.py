@@ -238,16 +238,52 @@ def compile_filters(
     f: Filters, *, now: datetime | None = None, resolve_ips: IpResolver | None = None
 ) -> Compiled:
     """The WHERE condition for ``f`` (without the final-stage selection)."""
+    return _compile(f, now=now, resolve_ips=resolve_ips, users=_USERS_ANY)
+
+
+def compile_branches(
+    f: Filters, *, now: datetime | None = None, resolve_ips: IpResolver | None = None
+) -> list[Compiled]:
+    """:func:`compile_filters` as disjoint conditions whose union is the same rows.
+
+    ``--user`` matches the user name or the impersonated user: one OR over two columns,
+    which DuckDB cannot push into the Parquet scan (every column read for every row).
+    Split in two (the user name; else the impersonated user), each scan skips what
+    cannot match.
+    """
+    if not _values(f.user, split=False):
+        return [_compile(f, now=now, resolve_ips=resolve_ips, users=_USERS_ANY)]
+    return [
+        _compile(f, now=now, resolve_ips=resolve_ips, users=_USERS_NAME),
+        _compile(f, now=now, resolve_ips=resolve_ips, users=_USERS_IMPERSONATED),
+    ]
+
+
+_USERS_ANY: Final = "any"
+_USERS_NAME: Final = "username"
+_USERS_IMPERSONATED: Final = "impersonated"
+
+
+def _compile(
+    f: Filters, *, now: datetime | None, resolve_ips: IpResolver | None, users: str
+) -> Compiled:
     terms: list[str] = []
     params: list[object] = []
 
-    users = _values(f.user, split=False)
-    if users:
-        alts = []
-        for u in users:
-            alts.append(_match("username", u, params))
-            alts.append(_match("impersonated_user", u, params))
-        terms.append(_any(alts))
+    names = _values(f.user, split=False)
+    if names:
+        if users == _USERS_ANY:
+            alts = []
+            for u in names:
+                alts.append(_match("username", u, params))
+                alts.append(_match("impersonated_user", u, params))
+            terms.append(_any(alts))
+        elif users == _USERS_NAME:
+            terms.append(_any([_match("username", u, params) for u in names]))
+        else:
+            terms.append(_any([_match("impersonated_user", u, params) for u in names]))
+            own = _any([_match("username", u, params) for u in names])
+            terms.append(f"({own}) IS NOT TRUE")
 
     groups = _values(f.group, split=False)
     if groups:
@@ -304,9 +340,9 @@ def compile_filters(
             alts.append("namespace IS NULL" if ns == "-" else _match("namespace", ns, params))
         terms.append(_any(alts))
 
-    names = _values(f.name, split=False)
-    if names:
-        terms.append(_any([_match("name", n, params) for n in names]))
+    objects = _values(f.name, split=False)
+    if objects:
+        terms.append(_any([_match("name", n, params) for n in objects]))
 
     codes = _values(f.code, split=True)
     if codes:
@@ -375,17 +411,39 @@ def _when(v: str | datetime | None, flag: str, now: datetime | None) -> datetime
 _RANK = "CASE {t}.stage WHEN 'RequestReceived' THEN 0 WHEN 'ResponseStarted' THEN 1 ELSE 2 END"
 
 
+@dataclass(frozen=True, slots=True)
+class OpenRows:
+    """Where a prepared connection keeps the *open* rows (final but not terminal, see
+    :mod:`kaudit.query.finalstage`), for :func:`rows_sql`.
+
+    ``view``: a relation of every open row with ``columns``; ``keys(condition)``: the
+    name of a relation of ``(audit_id, ts, stage)`` of the open rows that meet the
+    condition (``None``: every open row), or ``None`` when no open row meets it.
+    """
+
+    view: str
+    columns: tuple[str, ...]
+    keys: Callable[[Compiled | None], str | None]
+
+
 def rows_sql(
     f: Filters,
     *,
     now: datetime | None = None,
     resolve_ips: IpResolver | None = None,
     columns: Sequence[str] | None = None,
+    open_rows: OpenRows | None = None,
 ) -> Compiled:
     """A sub-query of the matching rows, one per request unless ``f.stage`` asks
     otherwise. ``columns``: only these (plus what ordering and the final-stage choice
     need) are read; the big ones (``event``, the bodies) cost a lot to read for nothing.
+
+    ``open_rows``: the final stage is taken from the open rows of a prepared
+    connection instead of probing every stored event (same rows, see
+    :mod:`kaudit.query.finalstage`); without it the SQL stands alone over ``events``.
     """
+    if resolve_ips is not None:
+        resolve_ips = _once(resolve_ips)
     c = compile_filters(f, now=now, resolve_ips=resolve_ips)
     if columns is None:
         select = "*"
@@ -394,6 +452,8 @@ def rows_sql(
         select = ", ".join(f'"{col}"' for col in wanted)
     if parse_stage(f.stage) != STAGE_FINAL:
         return Compiled(f"SELECT {select} FROM events WHERE {c.sql}", c.params)
+    if open_rows is not None:
+        return _rows_from_open(f, c, select, columns, open_rows, now, resolve_ips)
     sql = (
         f"WITH _m AS (SELECT {select} FROM events WHERE {c.sql}) "
         f"SELECT * FROM _m WHERE stage IN {_TERMINAL_SQL} "
@@ -405,6 +465,56 @@ def rows_sql(
         f"{_RANK.format(t='_e')} > {_RANK.format(t='_m')}))"
     )
     return Compiled(sql, c.params)
+
+
+def _rows_from_open(
+    f: Filters,
+    c: Compiled,
+    select: str,
+    columns: Sequence[str] | None,
+    open_rows: OpenRows,
+    now: datetime | None,
+    resolve_ips: IpResolver | None,
+) -> Compiled:
+    """Terminal rows from ``events`` plus the open rows that match (see :func:`rows_sql`)."""
+    branches = compile_branches(f, now=now, resolve_ips=resolve_ips)
+    parts: list[str] = []
+    params: list[object] = []
+    for b in branches:
+        parts.append(f"SELECT {select} FROM events WHERE {b.sql} AND stage IN {_TERMINAL_SQL}")
+        params.extend(b.params)
+    wanted = list(columns or ()) + list(_ROW_KEYS)
+    small = columns is not None and all(col in open_rows.columns for col in wanted)
+    if small and not (f.where and f.where.strip()):
+        # Every column needed is in the open rows: no look at the stored events at all.
+        parts.append(f"SELECT {select} FROM {open_rows.view} WHERE {c.sql}")
+        params.extend(c.params)
+    else:
+        # A big column, or the caller's own SQL (which may read any column): the open
+        # rows' keys, then those rows from ``events``.
+        keys = open_rows.keys(None if f.where and f.where.strip() else c)
+        if keys is not None:
+            for b in branches:
+                parts.append(
+                    f"SELECT {select} FROM events _e WHERE {b.sql} "
+                    f"AND stage NOT IN {_TERMINAL_SQL} AND (audit_id IS NULL OR EXISTS ("
+                    f"SELECT 1 FROM {keys} _o WHERE _o.audit_id = _e.audit_id "
+                    "AND _o.ts = _e.ts AND _o.stage = _e.stage))"
+                )
+                params.extend(b.params)
+    return Compiled(" UNION ALL ".join(parts), params)
+
+
+def _once(resolve: IpResolver) -> IpResolver:
+    """``resolve`` run at most once (the filters are compiled more than once)."""
+    got: list[list[str]] = []
+
+    def cached() -> list[str]:
+        if not got:
+            got.append(list(resolve()))
+        return got[0]
+
+    return cached
 
 
 #: What ordering and the final-stage choice read besides the caller's columns.
@@ -437,15 +547,18 @@ def select_sql(
     order: str = "desc",
     now: datetime | None = None,
     resolve_ips: IpResolver | None = None,
+    rows: Callable[..., Compiled] | None = None,
 ) -> Compiled:
-    """The full ``SELECT`` for ``kaudit query``: filters, final stage, order, limit."""
+    """The full ``SELECT`` for ``kaudit query``: filters, final stage, order, limit.
+
+    ``rows``: :func:`rows_sql` or one bound to a connection's open rows."""
     cols = check_columns(columns)
     if order.lower() not in ("asc", "desc"):
         raise QueryError(f"--order: invalid value {order!r}: expected asc or desc")
     if limit < 0:
         raise QueryError(f"--limit: invalid value {limit}: expected 0 (all) or a positive number")
     direction = order.upper()
-    inner = rows_sql(f, now=now, resolve_ips=resolve_ips, columns=cols)
+    inner = (rows or rows_sql)(f, now=now, resolve_ips=resolve_ips, columns=cols)
     select = ", ".join(f'"{c}"' for c in cols)
     sql = (
         f"SELECT {select} FROM ({inner.sql}) _r "
@@ -465,6 +578,8 @@ __all__ = [
     "Compiled",
     "Filters",
     "check_columns",
+    "OpenRows",
+    "compile_branches",
     "compile_codes",
     "compile_filters",
     "glob_to_like",

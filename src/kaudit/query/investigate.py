@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -25,10 +25,10 @@ from typing import Any, Final
 import msgspec
 
 from kaudit.errors import QueryError
-from kaudit.query.filters import Filters, rows_sql
+from kaudit.query.filters import Compiled, Filters, rows_sql
 from kaudit.query.output import iso
 from kaudit.query.resources import normalise_resource
-from kaudit.query.runner import Queryable, run
+from kaudit.query.runner import Queryable, run_rows
 from kaudit.query.schema import COLUMN_NAMES
 
 _NOISE_META: Final = (
@@ -232,10 +232,15 @@ def history_rows(
         extra=extra,
     )
     wanted = (*HISTORY_COLUMNS, "request_object", "response_object")
-    inner = rows_sql(f, now=now, columns=wanted)
     cols = ", ".join(f'"{c}"' for c in wanted)
-    sql = f"SELECT {cols} FROM ({inner.sql}) _r ORDER BY ts, stage_ts, audit_id"
-    table = run(store, sql, inner.params, what="history")
+    rows_sql(f, now=now, columns=wanted)  # bad values fail before the store is read
+
+    def build(rows: Callable[..., Compiled]) -> Compiled:
+        inner = rows(f, now=now, columns=wanted)
+        sql = f"SELECT {cols} FROM ({inner.sql}) _r ORDER BY ts, stage_ts, audit_id"
+        return Compiled(sql, inner.params)
+
+    table = run_rows(store, build, what="history")
     rows = add_diffs(rows_of(table))
     for r in rows:
         r.pop("request_object", None)
@@ -298,14 +303,19 @@ def timeline(
         raise QueryError("timeline: give the identity as USER, not also as --user")
     f = dataclasses.replace(f, user=user)
     keys = "username, impersonated_user, verb, resource, subresource, namespace, name, code"
-    inner = rows_sql(f, now=now, columns=keys.split(", "))
-    sql = (
-        f"SELECT min(ts) AS first, max(ts) AS last, count(*) AS count, {keys} "
-        f"FROM ({inner.sql}) _r GROUP BY {keys} ORDER BY first, last, {keys}"
-    )
-    if limit:
-        sql += f" LIMIT {int(limit)}"
-    return run(store, sql, inner.params, what="timeline")
+    rows_sql(f, now=now, columns=keys.split(", "))  # bad values fail before the store is read
+
+    def build(rows: Callable[..., Compiled]) -> Compiled:
+        inner = rows(f, now=now, columns=keys.split(", "))
+        sql = (
+            f"SELECT min(ts) AS first, max(ts) AS last, count(*) AS count, {keys} "
+            f"FROM ({inner.sql}) _r GROUP BY {keys} ORDER BY first, last, {keys}"
+        )
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return Compiled(sql, inner.params)
+
+    return run_rows(store, build, what="timeline")
 
 
 # --- stats -----------------------------------------------------------------------
@@ -364,22 +374,27 @@ def stats(
     f = filters if filters is not None else Filters()
     # Every column but the big ones: the dimensions are expressions over the rest.
     small = [c for c in COLUMN_NAMES if c not in ("event", "request_object", "response_object")]
-    inner = rows_sql(f, now=now, columns=small)
+    rows_sql(f, now=now, columns=small)  # bad values fail before the store is read
     exprs = [DIMENSIONS[d] for d in dims]
     sel = ", ".join(f"{e} AS d{i}" for i, e in enumerate(exprs))
     sets = ", ".join(f"(d{i})" for i in range(len(exprs)))
     gid = f"GROUPING_ID({', '.join(f'd{i}' for i in range(len(exprs)))})"
     ties = ", ".join(f"d{i} NULLS FIRST" for i in range(len(exprs)))
-    sql = (
-        f"SELECT {gid} AS g, {', '.join(f'd{i}' for i in range(len(exprs)))}, count(*) AS n, "
-        "min(ts) AS first, max(ts) AS last "
-        f"FROM (SELECT {sel}, ts FROM ({inner.sql}) _r) _d "
-        f"GROUP BY GROUPING SETS ({sets}, ()) "
-        f"QUALIFY row_number() OVER (PARTITION BY {gid} ORDER BY count(*) DESC, {ties}) "
-        f"<= {int(top)} OR {gid} = {2 ** len(exprs) - 1} "
-        f"ORDER BY g, n DESC, {ties}"
-    )
-    table = run(store, sql, inner.params, what="stats")
+
+    def build(rows: Callable[..., Compiled]) -> Compiled:
+        inner = rows(f, now=now, columns=small)
+        sql = (
+            f"SELECT {gid} AS g, {', '.join(f'd{i}' for i in range(len(exprs)))}, "
+            "count(*) AS n, min(ts) AS first, max(ts) AS last "
+            f"FROM (SELECT {sel}, ts FROM ({inner.sql}) _r) _d "
+            f"GROUP BY GROUPING SETS ({sets}, ()) "
+            f"QUALIFY row_number() OVER (PARTITION BY {gid} ORDER BY count(*) DESC, {ties}) "
+            f"<= {int(top)} OR {gid} = {2 ** len(exprs) - 1} "
+            f"ORDER BY g, n DESC, {ties}"
+        )
+        return Compiled(sql, inner.params)
+
+    table = run_rows(store, build, what="stats")
     full = 2 ** len(exprs) - 1
     result: dict[str, Any] = {"total": 0, "first": None, "last": None, "by": {d: [] for d in dims}}
     for r in table.to_pylist():

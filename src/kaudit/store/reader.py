@@ -11,6 +11,7 @@ row groups are skipped by their min/max statistics).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,13 +67,18 @@ def snapshot(root: Path) -> Snapshot:
 
 
 def connect(
-    root: Path, snap: Snapshot | None = None, *, sandbox: bool = True
+    root: Path,
+    snap: Snapshot | None = None,
+    *,
+    sandbox: bool = True,
+    readable: Sequence[Path] = (),
 ) -> duckdb.DuckDBPyConnection:
     """A new in-memory DuckDB connection with the view ``events`` defined.
 
     ``sandbox``: once the view exists, SQL can read and write no file outside the
     store's segments (no ``read_text('/etc/...')``, nothing from the quarantine, no
-    ``COPY ... TO`` elsewhere), and cannot turn that off again.
+    ``COPY ... TO`` elsewhere), and cannot turn that off again. ``readable``: more
+    directories of the store the sandbox lets through (a derived cache of its events).
     """
     snap = snap or snapshot(root)
     con = duckdb.connect(":memory:")
@@ -90,7 +96,8 @@ def connect(
     con.execute("SET TimeZone = 'UTC'")  # audit times are UTC; say so in every result
     if sandbox:
         # The segments only: not the quarantine (raw, unredacted bodies), not the WAL.
-        con.execute(f"SET allowed_directories=[{_quote(str(root / EVENTS_DIR))}]")
+        allowed = [root / EVENTS_DIR, *readable]
+        con.execute(f"SET allowed_directories=[{', '.join(_quote(str(d)) for d in allowed)}]")
         con.execute("SET enable_external_access=false")
         con.execute("SET lock_configuration=true")
     return con
