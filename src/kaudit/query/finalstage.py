@@ -224,6 +224,20 @@ class OpenRowsCache:
                 raise  # reading a segment failed: the caller names the store's problem
             return False  # writing failed (a full disk): computed in memory instead
 
+    def discard(self, message: str) -> bool:
+        """Remove the cache files an error ``message`` names (a damaged file is
+        computed again); whether it named any."""
+        if str(self.dir) not in message:
+            return False
+        try:
+            entries = list(self.dir.iterdir())
+        except OSError:
+            return True
+        named = [p for p in entries if str(p) in message] or entries
+        for p in named:
+            _unlink(p)
+        return True
+
     def prune(self, live: set[str]) -> int:
         """Remove cache files (and stale temporary files of this process) not in ``live``."""
         removed = 0

@@ -170,6 +170,8 @@ def _execute_rows(store: Any, build: Build, what: str, batch_rows: int) -> tuple
         except duckdb.Error as exc:
             if con is not None:
                 con.close()
+            if _discard_cache(store, exc) and attempt == 1:
+                continue  # a damaged cache file (not the store's data): computed again
             err = _classify(store, exc, what)
             if isinstance(err, StoreError) and attempt == 1:
                 continue
@@ -184,6 +186,12 @@ def _execute_rows(store: Any, build: Build, what: str, batch_rows: int) -> tuple
                 con.close()
             raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _discard_cache(store: Any, exc: Exception) -> bool:
+    from kaudit.query.finalstage import OpenRowsCache
+
+    return OpenRowsCache(store.path).discard(str(exc))
 
 
 def _is_store(store: Any) -> bool:
