@@ -170,3 +170,17 @@ def test_gzip_read_in_small_steps() -> None:
 
 def _no_errors(err: DecodeError, raw: bytes) -> None:
     raise AssertionError(f"unexpected error: {err}")
+
+
+def test_a_document_with_invalid_utf8_is_read_line_by_line() -> None:
+    # A first line that opens a document, then a line that is not UTF-8: the reader
+    # falls back to lines (invalid bytes read as U+FFFD, as Go's decoder reads them)
+    # instead of raising, and reports the lines that are not events.
+    data = b'[\n{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"\xff\xfe"}\n]\n'
+    errors: list[tuple[str, bytes]] = []
+    recs = list(
+        iter_records(io.BytesIO(data), "in.log", lambda e, raw: errors.append((str(e), raw)))
+    )
+    assert [(r.event.audit_id, r.line) for r in recs] == [("\ufffd\ufffd", 2)]
+    assert [raw for _, raw in errors] == [b"[", b"]"]
+    assert "in.log:1" in errors[0][0] and "in.log:3" in errors[1][0]

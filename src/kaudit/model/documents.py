@@ -92,8 +92,8 @@ def iter_records(
                 if len(rest) < MAX_DOCUMENT_BYTES:
                     try:
                         msgspec.json.decode(doc)
-                    except msgspec.DecodeError:
-                        pass  # not one document: fall back to lines below
+                    except (msgspec.DecodeError, UnicodeDecodeError):
+                        pass  # not one valid document: each line is reported on its own
                     else:
                         yield from _document(doc, source, lineno, handle, adapters)
                         return
