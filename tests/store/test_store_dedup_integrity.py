@@ -194,6 +194,25 @@ def test_compaction_merges_segments_and_keeps_every_row(store: Store) -> None:
         assert w.append(make_records(100)).stored == 0
 
 
+def test_compaction_merges_in_bounded_groups(store: Store) -> None:
+    # A busy hour is merged a group at a time (memory and Arrow's 2 GiB string limit):
+    # six segments of 25 rows with at most 50 rows a group give three merged segments.
+    from kaudit.store.compact import compact
+    from kaudit.store.manifest import Manifest
+
+    with store.writer() as w:
+        for i in range(6):
+            w.append(make_records(25, start=i * 25))
+            w.flush()
+    before = store.query("SELECT event FROM events ORDER BY event").column(0).to_pylist()
+    res = compact(store.path, Manifest(store.path), store.settings, max_rows=50)
+    assert (res.merged_segments, res.new_segments) == (6, 3)
+    assert len(list(store.path.rglob("*.parquet"))) == 3
+    after = store.query("SELECT event FROM events ORDER BY event").column(0).to_pylist()
+    assert after == before
+    verify(store.path)
+
+
 def test_schema_page_matches_the_columns() -> None:
     page = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
     assert page.read_text() == render(), (

@@ -22,6 +22,9 @@ from kaudit.store.settings import StoreSettings
 
 #: Segments smaller than this are merged.
 SMALL_SEGMENT_BYTES = 64 * 1024 * 1024
+#: At most this many rows are merged into one segment (the merge is held in memory,
+#: and an Arrow string column holds at most 2 GiB).
+MERGE_MAX_ROWS = 500_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +43,13 @@ def compact(
     min_segments: int = 2,
     before_hour: int | None = None,
     lock: AbstractContextManager[object] | None = None,
+    max_rows: int = MERGE_MAX_ROWS,
 ) -> CompactResult:
-    """Merge the small segments of each partition into one.
+    """Merge the small segments of each partition, a group at a time.
+
+    A group holds at most ``max_rows`` rows and ``small_bytes`` of segments, so memory
+    stays bounded however much one hour holds (a big partition ends with several
+    merged segments instead of one).
 
     Only partitions with at least ``min_segments`` small segments, and (with
     ``before_hour``) only those of hours before it: a writer compacts the hours that are
@@ -51,7 +59,7 @@ def compact(
     """
     guard: AbstractContextManager[object] = lock if lock is not None else nullcontext()
     with guard:
-        plan = _plan(manifest, small_bytes, max(2, min_segments), before_hour)
+        plan = _plan(manifest, small_bytes, max(2, min_segments), before_hour, max_rows)
     partitions = merged = 0
     for hour, segs in plan:
         table = pa.concat_tables([pq.read_table(root / s.path) for s in segs])
@@ -71,7 +79,11 @@ def compact(
 
 
 def _plan(
-    manifest: Manifest, small_bytes: int, min_segments: int, before_hour: int | None
+    manifest: Manifest,
+    small_bytes: int,
+    min_segments: int,
+    before_hour: int | None,
+    max_rows: int,
 ) -> list[tuple[int, list[SegmentInfo]]]:
     by_part: dict[str, list[SegmentInfo]] = {}
     for seg in manifest.state.segments.values():
@@ -84,8 +96,19 @@ def _plan(
         hour = hour_of_partition(segs[0].path)
         if hour is None or (before_hour is not None and hour >= before_hour):
             continue
-        plan.append((hour, segs))
+        group: list[SegmentInfo] = []
+        rows = size = 0
+        for seg in sorted(segs, key=lambda s: s.path):
+            if group and (rows + seg.rows > max_rows or size + seg.size > small_bytes):
+                if len(group) >= min_segments:
+                    plan.append((hour, group))
+                group, rows, size = [], 0, 0
+            group.append(seg)
+            rows += seg.rows
+            size += seg.size
+        if len(group) >= min_segments:
+            plan.append((hour, group))
     return plan
 
 
-__all__ = ["SMALL_SEGMENT_BYTES", "CompactResult", "compact"]
+__all__ = ["MERGE_MAX_ROWS", "SMALL_SEGMENT_BYTES", "CompactResult", "compact"]
