@@ -226,3 +226,20 @@ def test_every_store_setting_is_documented() -> None:
     page = (Path(__file__).resolve().parents[2] / "docs" / "store.md").read_text()
     missing = [s.name for s in SETTINGS if f"| `{s.name}` |" not in page]
     assert not missing, f"docs/store.md does not document: {missing}"
+
+
+def test_compaction_leaves_segments_of_many_rows_alone(store: Store) -> None:
+    # An import writes segments of up to FLUSH_MAX_ROWS rows; merging them would
+    # only write every event again.
+    from kaudit.store.compact import compact
+    from kaudit.store.manifest import Manifest
+
+    with store.writer() as w:
+        for i, n in enumerate((60, 60, 10, 10, 10)):
+            w.append(make_records(n, start=i * 100))
+            w.flush()
+    res = compact(store.path, Manifest(store.path), store.settings, small_rows=50)
+    assert (res.merged_segments, res.new_segments) == (3, 1)
+    rows = sorted(s.rows for s in Manifest(store.path).state.segments.values())
+    assert rows == [30, 60, 60]
+    verify(store.path)

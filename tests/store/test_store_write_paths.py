@@ -233,3 +233,61 @@ def test_keys_of_the_next_wal_survive_a_background_flush(tmp_path: Path) -> None
         flushing.join()  # the watermark moves past the old hour
         assert w.append(old).duplicates == 10
     assert _count(store) == 50
+
+
+def test_an_append_that_is_not_durable_skips_the_wal_and_is_stored_by_the_flush(
+    tmp_path: Path,
+) -> None:
+    store = open_store(tmp_path / "s")
+    with store.writer() as w:
+        assert w.append(make_records(100), durable=False).stored == 100
+        assert w.append(make_records(100), durable=False).duplicates == 100
+        assert all(p.stat().st_size == 0 for p in (store.path / "wal").iterdir())
+    assert _count(store) == 100
+    assert not list((store.path / "wal").iterdir())
+    verify(store.path)
+
+
+_CRASH_AFTER_APPENDS = """
+import os, sys
+sys.path.insert(0, sys.argv[2])
+from store_helpers import make_records
+from kaudit.store import open_store
+w = open_store(sys.argv[1]).writer()
+w.append(make_records(30), durable=True)
+w.append(make_records(50, start=30), durable=False)
+os._exit(0)  # no close: what a crash leaves
+"""
+
+
+def test_a_crash_loses_only_the_appends_that_were_not_durable(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "s"
+    here = str(Path(__file__).parent)
+    subprocess.run([sys.executable, "-c", _CRASH_AFTER_APPENDS, str(path), here], check=True)
+    store = open_store(path)
+    with store.writer() as w:  # recovery flushes the WAL: the durable batch only
+        assert _count(store) == 30
+        r = w.append(make_records(80), durable=False)  # the same import, run again
+        assert (r.stored, r.duplicates) == (50, 30)
+    assert _count(store) == 80
+    verify(store.path)
+
+
+def test_appends_flush_at_flush_max_rows_even_without_a_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kaudit.store.writer as writer_mod
+
+    monkeypatch.setattr(writer_mod, "FLUSH_MAX_ROWS", 100)
+    store = open_store(tmp_path / "s")
+    with store.writer() as w:
+        for i in range(5):
+            w.append(make_records(40, start=i * 40), durable=False)
+        # The third append makes 120 rows pending: flushed. The last 80 wait.
+        assert _count(store) == 120
+        assert store.stats().segments == 1
+    assert _count(store) == 200
+    verify(store.path)

@@ -84,7 +84,7 @@ Exit status:
     type=click.IntRange(min=1),
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
-    help="Events per durable append to the store.",
+    help="Events per batch handed to the store.",
 )
 @click.option(
     "--progress/--no-progress",

@@ -2,7 +2,8 @@
 
 :func:`ingest` reads each :class:`~kaudit.sources.files.Input` in order, turns it into
 :class:`~kaudit.model.documents.Record` s for the chosen input format, hands them to
-the store's writer in batches (each batch durable when ``append`` returns) and sends
+the store's writer in batches (without its write-ahead log: an input can be read
+again, so a crash costs only a second import, which stores nothing twice) and sends
 every line or record that is not an audit event to the quarantine with its reason.
 An input that cannot be read is reported in :attr:`IngestStats.errors` and the next
 one is read: one bad file never costs the others.
@@ -60,7 +61,9 @@ class AppendResultLike(Protocol):
 class Appender(Protocol):
     """What :func:`ingest` needs of a store writer."""
 
-    def append(self, records: Iterable[Record], *, cluster: str = "") -> AppendResultLike: ...
+    def append(
+        self, records: Iterable[Record], *, cluster: str = "", durable: bool = True
+    ) -> AppendResultLike: ...
 
 
 @dataclass(slots=True)
@@ -134,7 +137,9 @@ def ingest(
             out = transform(batch)
             stats.redacted += sum(1 for a, b in zip(batch, out, strict=True) if a is not b)
             batch = out
-        res = writer.append(batch, cluster=cluster)
+        # The input can be read again: no write-ahead log (the rows are stored by the
+        # writer's next flush; a crash loses them and a second import stores them).
+        res = writer.append(batch, cluster=cluster, durable=False)
         stats.read += read
         stats.stored += res.stored
         stats.duplicates += res.duplicates

@@ -20,8 +20,12 @@ from kaudit.store.manifest import Manifest, SegmentInfo
 from kaudit.store.segments import hour_of_partition, write_segment
 from kaudit.store.settings import StoreSettings
 
-#: Segments smaller than this are merged.
+#: Segments smaller than this, and with fewer than SMALL_SEGMENT_ROWS rows, are merged.
 SMALL_SEGMENT_BYTES = 64 * 1024 * 1024
+#: A segment with at least this many rows is big enough to be left alone (an import
+#: writes segments of up to :data:`kaudit.store.writer.FLUSH_MAX_ROWS` rows: merging
+#: them again would only write every event twice).
+SMALL_SEGMENT_ROWS = 100_000
 #: At most this many rows are merged into one segment (the merge is held in memory,
 #: and an Arrow string column holds at most 2 GiB).
 MERGE_MAX_ROWS = 500_000
@@ -44,6 +48,7 @@ def compact(
     before_hour: int | None = None,
     lock: AbstractContextManager[object] | None = None,
     max_rows: int = MERGE_MAX_ROWS,
+    small_rows: int = SMALL_SEGMENT_ROWS,
 ) -> CompactResult:
     """Merge the small segments of each partition, a group at a time.
 
@@ -59,7 +64,7 @@ def compact(
     """
     guard: AbstractContextManager[object] = lock if lock is not None else nullcontext()
     with guard:
-        plan = _plan(manifest, small_bytes, max(2, min_segments), before_hour, max_rows)
+        plan = _plan(manifest, small_bytes, small_rows, max(2, min_segments), before_hour, max_rows)
     partitions = merged = 0
     for hour, segs in plan:
         table = pa.concat_tables([pq.read_table(root / s.path) for s in segs])
@@ -81,13 +86,14 @@ def compact(
 def _plan(
     manifest: Manifest,
     small_bytes: int,
+    small_rows: int,
     min_segments: int,
     before_hour: int | None,
     max_rows: int,
 ) -> list[tuple[int, list[SegmentInfo]]]:
     by_part: dict[str, list[SegmentInfo]] = {}
     for seg in manifest.state.segments.values():
-        if seg.size < small_bytes:
+        if seg.size < small_bytes and seg.rows < small_rows:
             by_part.setdefault(seg.partition, []).append(seg)
     plan = []
     for _part, segs in sorted(by_part.items()):
@@ -111,4 +117,10 @@ def _plan(
     return plan
 
 
-__all__ = ["MERGE_MAX_ROWS", "SMALL_SEGMENT_BYTES", "CompactResult", "compact"]
+__all__ = [
+    "MERGE_MAX_ROWS",
+    "SMALL_SEGMENT_BYTES",
+    "SMALL_SEGMENT_ROWS",
+    "CompactResult",
+    "compact",
+]

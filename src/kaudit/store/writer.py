@@ -1,7 +1,10 @@
 """The single writer: append (durable on return), flush to segments, recover.
 
 An append flattens the batch, drops what is already stored (:mod:`.dedup`),
-writes one WAL frame and fsyncs it. A flush turns the current WAL file into one
+writes one WAL frame and fsyncs it. An append with ``durable=False`` (a file import,
+which can always be read again) skips the WAL: its rows are held in memory until the
+next flush, and a crash before that loses them (importing the same file again stores
+them, and nothing twice). A flush turns the current WAL file into one
 Parquet segment per hour partition, named after the WAL file, records them in the
 manifest (with the WAL's name) and then deletes the WAL file. Because segment
 names come from the WAL's id, a flush interrupted at any point is simply redone
@@ -29,7 +32,7 @@ from kaudit.model.codec import encode_event, gc_paused
 from kaudit.model.documents import Record
 from kaudit.model.types import Event
 from kaudit.store.dedup import Deduper, mask_or_all
-from kaudit.store.flatten import flatten, flatten_events
+from kaudit.store.flatten import SCHEMA, flatten, flatten_events
 from kaudit.store.layout import EVENTS_DIR, TMP_PREFIX, WAL_DIR, ensure_dir, fsync_dir, new_id
 from kaudit.store.lock import WriterLock
 from kaudit.store.manifest import Manifest, SegmentInfo
@@ -43,6 +46,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("kaudit.store")
 
 _FLUSH_RETRY_SECS = 5.0
+#: A flush is due once this many rows are pending, whatever the WAL's size: it bounds
+#: the memory of appends that skip the WAL, and it makes an import's segments big
+#: enough that compaction leaves them alone (see :mod:`kaudit.store.compact`).
+FLUSH_MAX_ROWS = 250_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +66,8 @@ class Writer:
     the segments on a background thread while appends go on into a new WAL file.
     Parquet encoding releases the GIL, so decoding and encoding overlap on two
     cores. An append waits for the flush only if the new WAL file reaches
-    ``flush_max_bytes`` first, which bounds memory to two WAL files' worth.
+    ``flush_max_bytes`` (or :data:`FLUSH_MAX_ROWS` rows) first, which bounds memory to
+    two WAL files' worth.
     :meth:`flush` and :meth:`close` are always synchronous. ``kaudit serve`` and
     ``kaudit ingest`` turn it on.
     """
@@ -79,6 +87,7 @@ class Writer:
             self.manifest = Manifest(self.root)
             self.dedup = Deduper(self.root, self.settings)
             self._pending: list[pa.Table] = []
+            self._pending_rows = 0
             self._pending_since: float | None = None
             self._flush_failed_at: float | None = None
             # WAL files closed for appending whose segments are not in the manifest
@@ -98,25 +107,37 @@ class Writer:
 
     # --- appending -----------------------------------------------------------------
 
-    def append(self, records: Iterable[Record], *, cluster: str = "") -> AppendResult:
-        """Store ``records``; durable (fsynced) when this returns."""
+    def append(
+        self, records: Iterable[Record], *, cluster: str = "", durable: bool = True
+    ) -> AppendResult:
+        """Store ``records``; durable (fsynced) when this returns.
+
+        ``durable=False`` skips the write-ahead log: the rows are stored by the next
+        flush (at the latest :meth:`close`), and lost if the process dies first.
+        """
         with gc_paused():
             table = flatten(records, cluster)
-            return self._append_table(table)
+            return self._append_table(table, durable)
+
+    def append_table(self, table: pa.Table, *, durable: bool = True) -> AppendResult:
+        """Store rows already in the flat schema (:data:`kaudit.store.flatten.SCHEMA`)."""
+        if table.schema != SCHEMA:
+            raise ValueError("append_table: the table does not have the flat schema")
+        return self._append_table(table, durable)
 
     def append_events(self, events: Iterable[Event], *, cluster: str = "") -> AppendResult:
         """Store events; ``event`` is their exact apiserver encoding."""
         with gc_paused():
             evs = list(events)
             table = flatten_events(evs, [encode_event(ev)[:-1] for ev in evs], cluster)
-            return self._append_table(table)
+            return self._append_table(table, True)
 
-    def _append_table(self, table: pa.Table) -> AppendResult:
+    def _append_table(self, table: pa.Table, durable: bool) -> AppendResult:
         received = table.num_rows
         if received == 0:
             return AppendResult(0, 0, 0)
         busy = self._flushing
-        if busy is not None and self._wal.size >= self.settings.flush_max_bytes:
+        if busy is not None and self._full():
             busy.join()  # the background flush has fallen behind: wait for it
         with self._mutex:
             self._check_open()
@@ -124,9 +145,11 @@ class Writer:
             table = mask_or_all(table, mask)
             stored = table.num_rows
             if stored:
-                self._wal.append(encode_frame(table))
+                if durable:
+                    self._wal.append(encode_frame(table))
                 self.dedup.commit(kept, self._wal.path.name)
                 self._pending.append(table)
+                self._pending_rows += stored
                 if self._pending_since is None:
                     self._pending_since = time.monotonic()
             self._maybe_flush()
@@ -147,10 +170,16 @@ class Writer:
             return True  # a failed flush, to retry
         if not self._pending:
             return False
-        if self._wal.size >= self.settings.flush_max_bytes:
+        if self._full():
             return True
         since = self._pending_since
         return since is not None and time.monotonic() - since >= self.settings.flush_max_age_secs
+
+    def _full(self) -> bool:
+        """Whether the open WAL file (or what is pending) has reached its flush size."""
+        return (
+            self._wal.size >= self.settings.flush_max_bytes or self._pending_rows >= FLUSH_MAX_ROWS
+        )
 
     def _reap(self) -> None:
         """Collect the outcome of a finished background flush."""
@@ -219,6 +248,7 @@ class Writer:
         self._wal.close()
         self._closed_wals.append((self._wal.path, table))
         self._pending = []
+        self._pending_rows = 0
         self._pending_since = None
         self._wal = WalFile(self.root / WAL_DIR / f"{new_id()}.wal")
 
@@ -395,4 +425,4 @@ def _unlink(path: Path, *, missing_ok: bool = False) -> None:
         pass
 
 
-__all__ = ["AppendResult", "Writer", "prefer_retaining_memory_pool"]
+__all__ = ["FLUSH_MAX_ROWS", "AppendResult", "Writer", "prefer_retaining_memory_pool"]
