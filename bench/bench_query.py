@@ -5,10 +5,11 @@
 Generates a JSON audit log with ``kaudit.traffic`` (streamed to ``bench/.cache``,
 reused on later runs); ``--copies K`` makes a log K times as long from it (10M events
 from 1M in a minute or two instead of an hour of generation): copy k's ``auditID``
-values get the suffix ``-k`` and its two audit timestamps move k spans later, byte
-for byte otherwise (each line stays valid JSON). Ingests the log with ``kaudit ingest``
-(timed, for reference), then times four questions, each as a whole process (wall
-time, best of ``--repeat``):
+values get their 15th character (a UUID's version digit) turned k hex digits on, so
+they stay UUIDs that DuckDB's type detection reads as such, and its two audit
+timestamps move k spans later; byte for byte otherwise (each line stays valid JSON).
+Ingests the log with ``kaudit ingest`` (timed, for reference), then times four
+questions, each as a whole process (wall time, best of ``--repeat``):
 
   (a) user + verb lookup        (b) who deleted a named object
   (c) counts by response code   (d) top 10 users in a time window
@@ -67,12 +68,28 @@ def _stamp(line: bytes, key: bytes) -> str | None:
     return line[i : line.index(b'"', i)].decode()
 
 
+_HEX = b"0123456789abcdef"
+
+
+def _other_id(line: bytes, start: int, k: int) -> bytes:
+    """``line`` with the auditID starting at ``start`` made unique to copy ``k``: a UUID's
+    15th character turned ``k`` hex digits on (anything else gets the suffix ``-k``)."""
+    end = line.index(b'"', start)
+    pos = start + 14
+    if end - start == 36 and line[pos : pos + 1].lower() in [bytes([c]) for c in _HEX]:
+        digit = _HEX[(_HEX.index(line[pos : pos + 1].lower()) + k) % 16]
+        return line[:pos] + bytes([digit]) + line[pos + 1 :]
+    return line[:end] + f"-{k}".encode() + line[end:]
+
+
 def replicated_log(base: Path, copies: int) -> Path:
     """``copies`` copies of the log ``base`` in one file (cached): unique auditIDs,
     timestamps shifted by whole minutes past the span of ``base`` for each copy."""
     from datetime import UTC, datetime, timedelta
 
-    path = base.with_name(f"{base.stem}-x{copies}.jsonl")
+    if copies > 16:
+        raise SystemExit("--copies: at most 16 (one per hex digit)")
+    path = base.with_name(f"{base.stem}-x{copies}u.jsonl")
     if path.exists():
         print(f"log: {path} ({path.stat().st_size / 1e6:,.0f} MB, cached)")
         return path
@@ -104,14 +121,12 @@ def replicated_log(base: Path, copies: int) -> Path:
                     got = seconds[sec] = moved.strftime("%Y-%m-%dT%H:%M:%S").encode()
                 return got
 
-            suffix = f"-{k}".encode()
             with base.open("rb") as f:
                 for line in f:
                     if k:
                         i = line.find(_ID)
                         if i >= 0:
-                            j = line.index(b'"', i + len(_ID))
-                            line = line[:j] + suffix + line[j:]
+                            line = _other_id(line, i + len(_ID), k)
                         for key in _STAMPS:
                             i = line.rfind(key)
                             if i >= 0:

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import IO, Final, Protocol, cast
+
+import pyarrow as pa
 
 from kaudit.errors import DecodeError, Location
 from kaudit.model import legacy
@@ -42,6 +43,7 @@ from kaudit.sources.files import (
     open_input,
 )
 from kaudit.sources.quarantine import Quarantine
+from kaudit.store.flatten import flatten
 
 INPUT_FORMATS: Final = ("auto", "json", "legacy", *cloud.FORMATS)
 DEFAULT_BATCH_SIZE: Final = 10_000
@@ -59,11 +61,9 @@ class AppendResultLike(Protocol):
 
 
 class Appender(Protocol):
-    """What :func:`ingest` needs of a store writer."""
+    """What :func:`ingest` needs of a store writer: rows of the flat schema."""
 
-    def append(
-        self, records: Iterable[Record], *, cluster: str = "", durable: bool = True
-    ) -> AppendResultLike: ...
+    def append_table(self, table: pa.Table, *, durable: bool = True) -> AppendResultLike: ...
 
 
 @dataclass(slots=True)
@@ -130,19 +130,28 @@ def ingest(
     total = sum(s for s in known if s is not None) if all(s is not None for s in known) else None
     q_start = quarantine.count
 
-    def send(batch: list[Record]) -> None:
+    def send(batch: list[Record], tables: list[pa.Table]) -> None:
         quarantine.flush()  # bad lines are durable no later than the good ones
-        read = len(batch)
+        read = len(batch) + sum(t.num_rows for t in tables)
         if transform is not None:
             out = transform(batch)
             stats.redacted += sum(1 for a, b in zip(batch, out, strict=True) if a is not b)
             batch = out
+        rows = [flatten(batch, cluster)] if batch else []
+        rows.extend(_with_cluster(t, cluster) for t in tables)
         # The input can be read again: no write-ahead log (the rows are stored by the
         # writer's next flush; a crash loses them and a second import stores them).
-        res = writer.append(batch, cluster=cluster, durable=False)
+        res = writer.append_table(
+            rows[0] if len(rows) == 1 else pa.concat_tables(rows), durable=False
+        )
         stats.read += read
         stats.stored += res.stored
         stats.duplicates += res.duplicates
+
+    # The native scanner reads plain apiserver lines straight into rows; a transform
+    # then sees only the other records, so only one that leaves events without
+    # bodies unchanged (``bodies_only``, as the redactor does) allows it.
+    scan = transform is None or getattr(transform, "bodies_only", False) is True
 
     # Parquet segments are written on a background thread while the next batches
     # are decoded (a store Writer's option; restored when done).
@@ -150,7 +159,9 @@ def ingest(
     if background is False:
         setattr(writer, "flush_in_background", True)  # noqa: B010 - not part of Appender
     try:
-        _ingest_inputs(inputs, stdin, fmt, quarantine, batch_size, send, progress, stats, total)
+        _ingest_inputs(
+            inputs, stdin, fmt, quarantine, batch_size, send, progress, stats, total, scan
+        )
     finally:
         if background is False:
             setattr(writer, "flush_in_background", False)  # noqa: B010
@@ -166,10 +177,11 @@ def _ingest_inputs(
     fmt: str,
     quarantine: Quarantine,
     batch_size: int,
-    send: Callable[[list[Record]], None],
+    send: Callable[[list[Record], list[pa.Table]], None],
     progress: ProgressCallback | None,
     stats: IngestStats,
     total: int | None,
+    scan: bool,
 ) -> None:
     done_before = 0
     for inp in inputs:
@@ -180,38 +192,53 @@ def _ingest_inputs(
             continue
         stats.inputs.append(inp.name)
         with opened:
-            records = _records(opened, fmt, quarantine)
+            items = _records(opened, fmt, quarantine, scan)
             while True:
                 batch: list[Record] = []
-                failed = False
+                tables: list[pa.Table] = []
+                got = 0
+                failed = ended = False
                 # A batch is decoded and stored with the cyclic GC paused: it would
                 # otherwise rescan the batch's live events over and over.
                 with gc_paused():
                     try:
-                        # extend() keeps the items it got before an exception.
-                        batch.extend(islice(records, batch_size))
+                        for item in items:  # what came before an exception is kept
+                            if isinstance(item, Record):
+                                batch.append(item)
+                                got += 1
+                            else:
+                                tables.append(item)
+                                got += item.num_rows
+                            if got >= batch_size:
+                                break
+                        else:
+                            ended = True
                     except READ_ERRORS as exc:
                         # Keep what was read before the damage; report the input.
                         failed = True
                         stats.errors.append(
                             ReadError(f"{inp.name}: cannot read: {describe_read_error(exc)}")
                         )
-                    if batch:
-                        send(batch)
-                    got = len(batch)
-                    del batch  # before the collector is back on
+                    if got:
+                        send(batch, tables)
+                    del batch, tables  # before the collector is back on
                 if got and progress is not None:
                     position = done_before + opened.position()
                     progress(Progress(inp.name, position, total, stats.read))
-                if failed or got < batch_size:
+                if failed or ended:
                     break
         done_before += inp.size or 0
         if progress is not None:
             progress(Progress(inp.name, done_before, total, stats.read))
 
 
-def _records(opened: Opened, fmt: str, quarantine: Quarantine) -> Iterator[Record]:
-    """The records of one open input in format ``fmt``; bad ones go to ``quarantine``."""
+def _records(
+    opened: Opened, fmt: str, quarantine: Quarantine, scan: bool
+) -> Iterator[Record | pa.Table]:
+    """The records of one open input in format ``fmt``; bad ones go to ``quarantine``.
+
+    With ``scan``, tables of rows read by the native scanner come too (:func:`_json_lines`).
+    """
     on_error = quarantine.add_error
     if fmt == "legacy":
         return _legacy_records(opened.stream, opened.name, on_error)
@@ -220,7 +247,19 @@ def _records(opened: Opened, fmt: str, quarantine: Quarantine) -> Iterator[Recor
         adapters = (cloud.adapter(None, on_error),)
     elif fmt != "json":
         adapters = (cloud.adapter([fmt], on_error),)
-    return _json_lines(opened.stream, opened.name, on_error, adapters, no_legacy=fmt == "json")
+    return _json_lines(
+        opened.stream, opened.name, on_error, adapters, no_legacy=fmt == "json", scan=scan
+    )
+
+
+def _with_cluster(table: pa.Table, cluster: str) -> pa.Table:
+    """``table`` with every row's ``cluster`` set to ``cluster``."""
+    if not cluster:
+        return table
+    i = table.schema.get_field_index("cluster")
+    return table.set_column(
+        i, table.schema.field(i), pa.repeat(pa.scalar(cluster, pa.string()), table.num_rows)
+    )
 
 
 def _json_lines(
@@ -231,7 +270,8 @@ def _json_lines(
     *,
     no_legacy: bool,
     chunk_bytes: int = READ_CHUNK_BYTES,
-) -> Iterator[Record]:
+    scan: bool = False,
+) -> Iterator[Record | pa.Table]:
     """The records of ``stream``, read in large chunks and split into lines in bulk.
 
     Gives exactly what :func:`~kaudit.model.documents.iter_records` gives (it is its
@@ -239,7 +279,41 @@ def _json_lines(
     an EventList, a cloud record, a bad line) goes through the same per-line parser,
     and a pretty-printed or array document is handed to ``iter_records`` whole. Read
     errors come after the records of every complete line read before them.
+
+    With ``scan``, the lines the native scanner reads (:mod:`kaudit.store.scan`) come
+    as tables of flat-schema rows (``cluster`` empty), one per chunk, before the
+    records of that chunk's other lines: the same rows as flattening their records.
     """
+
+    def legacy_line(line: bytes, lineno: int) -> bool:
+        if no_legacy and line[:1].isdigit() and legacy.is_legacy_line(line):
+            on_error(
+                DecodeError(
+                    "a legacy audit line, but --format json reads only JSON "
+                    "(use --format legacy or auto)",
+                    Location(source, lineno),
+                ),
+                line.rstrip(b"\r"),
+            )
+            return True
+        return False
+
+    def one_line(line: bytes, lineno: int) -> Iterator[Record]:
+        data = line.rstrip(b"\r\n")
+        if (
+            data[:1] == b"{"
+            and not data.startswith(b'{"kind":"EventList"')
+            and b'"EventList"' not in data[:200]
+        ):
+            try:
+                ev = decode_event(data)
+            except DecodeError:
+                pass  # reported (or adapted) by the general parser below
+            else:
+                yield Record(ev, data, source, lineno)
+                return
+        yield from parse_line(line, source, lineno, on_error, adapters)
+
     read = cast(Callable[[int], bytes], getattr(stream, "read1", stream.read))
     rest = b""  # the start of a line whose end has not been read yet
     lineno = 0
@@ -254,17 +328,13 @@ def _json_lines(
         else:
             lines = (rest + chunk).split(b"\n")
             rest = lines.pop()
+        done = 0  # lines of this chunk read one by one
         for i, line in enumerate(lines):
+            if scan and not first:
+                break
+            done = i + 1
             lineno += 1
-            if no_legacy and line[:1].isdigit() and legacy.is_legacy_line(line):
-                on_error(
-                    DecodeError(
-                        "a legacy audit line, but --format json reads only JSON "
-                        "(use --format legacy or auto)",
-                        Location(source, lineno),
-                    ),
-                    line.rstrip(b"\r"),
-                )
+            if legacy_line(line, lineno):
                 continue
             if first:
                 if line.startswith(b"\xef\xbb\xbf"):
@@ -283,20 +353,20 @@ def _json_lines(
                         docs = cast(IO[bytes], _NoLegacy(docs, source, on_error))
                     yield from iter_records(docs, source, on_error, adapters)
                     return
-            data = line.rstrip(b"\r\n")
-            if (
-                data[:1] == b"{"
-                and not data.startswith(b'{"kind":"EventList"')
-                and b'"EventList"' not in data[:200]
-            ):
-                try:
-                    ev = decode_event(data)
-                except DecodeError:
-                    pass  # reported (or adapted) by the general parser below
-                else:
-                    yield Record(ev, data, source, lineno)
-                    continue
-            yield from parse_line(line, source, lineno, on_error, adapters)
+            yield from one_line(line, lineno)
+        if done < len(lines):
+            from kaudit.store.scan import scan_lines
+
+            base = lineno
+            todo = lines[done:] if done else lines
+            table, others = scan_lines(todo)
+            if table is not None:
+                yield table
+            for j in others:
+                line = todo[j]
+                if not legacy_line(line, base + j + 1):
+                    yield from one_line(line, base + j + 1)
+            lineno = base + len(todo)
         if failure is not None:
             raise failure
         if not chunk:

@@ -24,7 +24,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 from msgspec import UNSET, Raw
@@ -56,6 +56,9 @@ class Redactor:
     paths: dict[str, int] = field(default_factory=dict)
 
     name = "redact"
+    #: It changes only events with a request or response body (``redact_event``), so
+    #: an importer may store the others without handing them to it.
+    bodies_only: ClassVar[bool] = True
 
     def counters(self) -> dict[str, int]:
         return {"redacted": self.events_redacted}
