@@ -25,8 +25,9 @@ from kaudit.errors import DecodeError
 from kaudit.model.codec import decode_event, encode_event
 from kaudit.model.documents import Record
 from kaudit.store import open_store
+from kaudit.store.dedup import keys_of
 from kaudit.store.flatten import flatten
-from kaudit.store.scan import available, scan_lines
+from kaudit.store.scan import available, scan_buffer, scan_lines
 from kaudit.traffic import generate_lines
 
 BASE: dict[str, Any] = {
@@ -274,6 +275,19 @@ def test_shapes_where_readers_may_differ_are_left_to_the_exact_reader(name: str)
     assert table is None and rejected == [0], name
 
 
+def test_the_dedup_keys_the_scanner_computes_are_the_stores() -> None:
+    # Lines of every length modulo 64 (SHA-256 pads to 64-byte blocks).
+    lines = [_swap(L, b'"userAgent":"', b'"userAgent":"' + b"x" * k) for k in range(130)]
+    lines += [ln.rstrip(b"\n") for ln in generate_lines(500, seed=5)]
+    got = scan_buffer(b"".join(ln + b"\n" for ln in lines), final=True)
+    assert got.table is not None
+    native = scan_mod._native
+    assert native is not None
+    assert (got.keys is not None) == native.hashes()
+    if got.keys is not None:
+        assert got.keys == keys_of(got.table)
+
+
 def test_a_rejected_line_among_accepted_ones_keeps_its_index() -> None:
     lines = [L, REJECTED["null value"], L, b"garbage", L]
     table, rejected = scan_lines(lines)
@@ -425,3 +439,25 @@ def test_ingest_stores_the_same_rows_with_and_without_the_scanner(
 def test_details_may_hold_any_json_value(value: bytes) -> None:
     # responseStatus.details is kept raw by the exact reader: any JSON value.
     assert accepted(_swap(L, b'"metadata":{}', b'"metadata":{},"details":' + value))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_scan_buffer_reads_whole_lines_and_leaves_the_rest(
+    native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not native:  # the same contract without the extension: every line rejected
+        monkeypatch.setattr(scan_mod, "_native", None)
+    buf = b"garbage\r\n" + L + b"\n" + L + b"\r\n" + L[:40]
+    got = scan_buffer(buf, 0)
+    assert got.lines == 3
+    assert got.end == len(buf) - 40  # the cut last line waits for more
+    assert buf[got.end :] == L[:40]
+    assert got.rejected[0] == (0, 0, len(b"garbage\r"))  # "\r" kept, "\n" not
+    if native:
+        assert got.table is not None and got.table.num_rows == 2
+        assert got.table["event"].to_pylist() == [L.decode()] * 2
+    assert [i for i, _, _ in got.rejected] == ([0] if native else [0, 1, 2])
+    tail = scan_buffer(buf, got.end, final=True)  # at the end of the input
+    assert (tail.lines, tail.end, [r[0] for r in tail.rejected]) == (1, len(buf), [0])
+    empty = scan_buffer(buf, len(buf), final=True)
+    assert (empty.lines, empty.end, empty.rejected, empty.table) == (0, len(buf), [], None)

@@ -43,7 +43,9 @@ from kaudit.sources.files import (
     open_input,
 )
 from kaudit.sources.quarantine import Quarantine
+from kaudit.store.dedup import keys_of
 from kaudit.store.flatten import flatten
+from kaudit.store.scan import Scanned, _all_rejected, scan_buffer
 
 INPUT_FORMATS: Final = ("auto", "json", "legacy", *cloud.FORMATS)
 DEFAULT_BATCH_SIZE: Final = 10_000
@@ -63,7 +65,9 @@ class AppendResultLike(Protocol):
 class Appender(Protocol):
     """What :func:`ingest` needs of a store writer: rows of the flat schema."""
 
-    def append_table(self, table: pa.Table, *, durable: bool = True) -> AppendResultLike: ...
+    def append_table(
+        self, table: pa.Table, *, durable: bool = True, keys: list[str] | None = None
+    ) -> AppendResultLike: ...
 
 
 @dataclass(slots=True)
@@ -130,8 +134,9 @@ def ingest(
     total = sum(s for s in known if s is not None) if all(s is not None for s in known) else None
     q_start = quarantine.count
 
-    def send(batch: list[Record], tables: list[pa.Table]) -> None:
+    def send(batch: list[Record], scanned: list[Scanned]) -> None:
         quarantine.flush()  # bad lines are durable no later than the good ones
+        tables = [s.table for s in scanned if s.table is not None]
         read = len(batch) + sum(t.num_rows for t in tables)
         if transform is not None:
             out = transform(batch)
@@ -139,11 +144,16 @@ def ingest(
             batch = out
         rows = [flatten(batch, cluster)] if batch else []
         rows.extend(_with_cluster(t, cluster) for t in tables)
+        table = rows[0] if len(rows) == 1 else pa.concat_tables(rows)
+        # The dedup keys the scanner computed (it hashes the lines with the GIL released).
+        keys: list[str] | None = None
+        if scanned and all(s.keys is not None for s in scanned):
+            keys = keys_of(rows[0]) if batch else []
+            for s in scanned:
+                keys.extend(s.keys or ())
         # The input can be read again: no write-ahead log (the rows are stored by the
         # writer's next flush; a crash loses them and a second import stores them).
-        res = writer.append_table(
-            rows[0] if len(rows) == 1 else pa.concat_tables(rows), durable=False
-        )
+        res = writer.append_table(table, durable=False, keys=keys)
         stats.read += read
         stats.stored += res.stored
         stats.duplicates += res.duplicates
@@ -177,7 +187,7 @@ def _ingest_inputs(
     fmt: str,
     quarantine: Quarantine,
     batch_size: int,
-    send: Callable[[list[Record], list[pa.Table]], None],
+    send: Callable[[list[Record], list[Scanned]], None],
     progress: ProgressCallback | None,
     stats: IngestStats,
     total: int | None,
@@ -195,7 +205,7 @@ def _ingest_inputs(
             items = _records(opened, fmt, quarantine, scan)
             while True:
                 batch: list[Record] = []
-                tables: list[pa.Table] = []
+                tables: list[Scanned] = []
                 got = 0
                 failed = ended = False
                 # A batch is decoded and stored with the cyclic GC paused: it would
@@ -206,9 +216,9 @@ def _ingest_inputs(
                             if isinstance(item, Record):
                                 batch.append(item)
                                 got += 1
-                            else:
+                            elif item.table is not None:
                                 tables.append(item)
-                                got += item.num_rows
+                                got += item.table.num_rows
                             if got >= batch_size:
                                 break
                         else:
@@ -234,7 +244,7 @@ def _ingest_inputs(
 
 def _records(
     opened: Opened, fmt: str, quarantine: Quarantine, scan: bool
-) -> Iterator[Record | pa.Table]:
+) -> Iterator[Record | Scanned]:
     """The records of one open input in format ``fmt``; bad ones go to ``quarantine``.
 
     With ``scan``, tables of rows read by the native scanner come too (:func:`_json_lines`).
@@ -271,7 +281,7 @@ def _json_lines(
     no_legacy: bool,
     chunk_bytes: int = READ_CHUNK_BYTES,
     scan: bool = False,
-) -> Iterator[Record | pa.Table]:
+) -> Iterator[Record | Scanned]:
     """The records of ``stream``, read in large chunks and split into lines in bulk.
 
     Gives exactly what :func:`~kaudit.model.documents.iter_records` gives (it is its
@@ -281,8 +291,9 @@ def _json_lines(
     errors come after the records of every complete line read before them.
 
     With ``scan``, the lines the native scanner reads (:mod:`kaudit.store.scan`) come
-    as tables of flat-schema rows (``cluster`` empty), one per chunk, before the
-    records of that chunk's other lines: the same rows as flattening their records.
+    as :class:`~kaudit.store.scan.Scanned` rows (``cluster`` empty), one per chunk,
+    before the records of that chunk's other lines: the same rows as flattening
+    their records.
     """
 
     def legacy_line(line: bytes, lineno: int) -> bool:
@@ -320,56 +331,54 @@ def _json_lines(
     first = True
     while True:
         chunk, failure = _read_chunk(read, chunk_bytes)
-        if not chunk:
-            if failure is not None:
-                raise failure
-            lines = [rest] if rest else []
-            rest = b""
-        else:
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-        done = 0  # lines of this chunk read one by one
-        for i, line in enumerate(lines):
-            if scan and not first:
-                break
-            done = i + 1
+        final = not chunk
+        if final and failure is not None:
+            raise failure
+        buf = rest + chunk if rest else chunk if chunk else rest
+        pos = 0
+        # The first lines one by one, until the first that is not blank tells whether
+        # this is JSON Lines or a document to read whole.
+        while first and pos < len(buf):
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                if not final:
+                    break
+                nl = len(buf)
+            line = buf[pos:nl]
             lineno += 1
             if legacy_line(line, lineno):
+                pos = min(nl + 1, len(buf))
                 continue
-            if first:
-                if line.startswith(b"\xef\xbb\xbf"):
-                    line = line[3:]
-                head = line.strip()
-                if not head:
-                    continue
+            if line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            head = line.strip()
+            if head:
                 first = False
                 if head.startswith(b"[") or not head.endswith((b"}", b"]")) and head[:1] in b"{[":
                     # A pretty-printed or bare-array document: the general reader, from
                     # this line on (the blank lines before it keep the numbering).
-                    replayed = b"".join(ln + b"\n" for ln in lines[i:])
-                    prefix = b"\n" * (lineno - 1) + replayed + rest
+                    prefix = b"\n" * (lineno - 1) + buf[pos:]
                     docs: IO[bytes] = cast(IO[bytes], _Replay(prefix, stream, failure))
                     if no_legacy:
                         docs = cast(IO[bytes], _NoLegacy(docs, source, on_error))
                     yield from iter_records(docs, source, on_error, adapters)
                     return
-            yield from one_line(line, lineno)
-        if done < len(lines):
-            from kaudit.store.scan import scan_lines
-
-            base = lineno
-            todo = lines[done:] if done else lines
-            table, others = scan_lines(todo)
-            if table is not None:
-                yield table
-            for j in others:
-                line = todo[j]
-                if not legacy_line(line, base + j + 1):
-                    yield from one_line(line, base + j + 1)
-            lineno = base + len(todo)
+                yield from one_line(line, lineno)
+            pos = min(nl + 1, len(buf))
+        if not first:
+            got = scan_buffer(buf, pos, final=final) if scan else _all_rejected(buf, pos, final)
+            if got.table is not None:
+                yield got
+            for j, start, stop in got.rejected:
+                line = buf[start:stop]
+                if not legacy_line(line, lineno + j + 1):
+                    yield from one_line(line, lineno + j + 1)
+            lineno += got.lines
+            pos = got.end
+        rest = buf[pos:] if pos < len(buf) else b""
         if failure is not None:
             raise failure
-        if not chunk:
+        if final:
             return
 
 

@@ -31,10 +31,7 @@
  * none repeats. A line with requestObject or responseObject is not accepted: their
  * raw bytes are kept as they are, and they are what redaction reads.
  *
- * scan(lines) -> (n, rejected, columns): lines is a list of bytes (one line each, no
- * "\n"; trailing "\r" is removed as the reader does); n the number of accepted lines;
- * rejected the indexes of the other lines (int32, native order, as bytes); columns a
- * tuple of Arrow buffers, in the order of COLUMNS in kaudit/store/scan.py.
+ * The Python function is scan() at the end of this file; kaudit/store/scan.py wraps it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -820,68 +817,195 @@ static PyObject *strcol_tuple(const StrCol *c) {
     return Py_BuildValue("(NNN)", valid, off, data);
 }
 
-static PyObject *scan(PyObject *self, PyObject *arg) {
+/* --- SHA-256 with the x86 SHA extensions (the dedup key's fingerprint) ---------------- */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_SHA_NI 1
+#include <cpuid.h>
+#include <immintrin.h>
+
+static const uint32_t K256[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+    0xc67178f2};
+
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_blocks(uint32_t state[8],
+                                                                       const uint8_t *data,
+                                                                       size_t blocks) {
+    const __m128i MASK = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i TMP = _mm_loadu_si128((const __m128i *)&state[0]);
+    __m128i STATE1 = _mm_loadu_si128((const __m128i *)&state[4]);
+    TMP = _mm_shuffle_epi32(TMP, 0xB1);          /* CDAB */
+    STATE1 = _mm_shuffle_epi32(STATE1, 0x1B);    /* EFGH */
+    __m128i STATE0 = _mm_alignr_epi8(TMP, STATE1, 8); /* ABEF */
+    STATE1 = _mm_blend_epi16(STATE1, TMP, 0xF0); /* CDGH */
+    for (; blocks; blocks--, data += 64) {
+        __m128i ABEF = STATE0, CDGH = STATE1, W[4], MSG;
+        for (int j = 0; j < 4; j++)
+            W[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16 * j)), MASK);
+        for (int i = 0; i < 16; i++) {
+            MSG = _mm_add_epi32(W[i & 3], _mm_loadu_si128((const __m128i *)&K256[4 * i]));
+            STATE1 = _mm_sha256rnds2_epu32(STATE1, STATE0, MSG);
+            if (i >= 3 && i <= 14) {
+                TMP = _mm_alignr_epi8(W[i & 3], W[(i + 3) & 3], 4);
+                W[(i + 1) & 3] = _mm_add_epi32(W[(i + 1) & 3], TMP);
+                W[(i + 1) & 3] = _mm_sha256msg2_epu32(W[(i + 1) & 3], W[i & 3]);
+            }
+            MSG = _mm_shuffle_epi32(MSG, 0x0E);
+            STATE0 = _mm_sha256rnds2_epu32(STATE0, STATE1, MSG);
+            if (i >= 1 && i <= 12) W[(i + 3) & 3] = _mm_sha256msg1_epu32(W[(i + 3) & 3], W[i & 3]);
+        }
+        STATE0 = _mm_add_epi32(STATE0, ABEF);
+        STATE1 = _mm_add_epi32(STATE1, CDGH);
+    }
+    TMP = _mm_shuffle_epi32(STATE0, 0x1B);       /* FEBA */
+    STATE1 = _mm_shuffle_epi32(STATE1, 0xB1);    /* DCHG */
+    STATE0 = _mm_blend_epi16(TMP, STATE1, 0xF0); /* DCBA */
+    STATE1 = _mm_alignr_epi8(STATE1, TMP, 8);    /* ABEF */
+    _mm_storeu_si128((__m128i *)&state[0], STATE0);
+    _mm_storeu_si128((__m128i *)&state[4], STATE1);
+}
+
+/* The SHA-256 of data[0:len] (FIPS 180-4 padding around sha256_blocks). */
+static void sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
+    uint32_t st[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    size_t full = len / 64;
+    sha256_blocks(st, data, full);
+    uint8_t tail[128];
+    size_t rest = len - full * 64;
+    memcpy(tail, data + full * 64, rest);
+    tail[rest] = 0x80;
+    size_t padded = rest + 1 + 8 <= 64 ? 64 : 128;
+    memset(tail + rest + 1, 0, padded - rest - 1);
+    uint64_t bits = (uint64_t)len * 8;
+    for (int i = 0; i < 8; i++) tail[padded - 1 - i] = (uint8_t)(bits >> (8 * i));
+    sha256_blocks(st, tail, padded / 64);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (uint8_t)(st[i] >> 24);
+        out[4 * i + 1] = (uint8_t)(st[i] >> 16);
+        out[4 * i + 2] = (uint8_t)(st[i] >> 8);
+        out[4 * i + 3] = (uint8_t)st[i];
+    }
+}
+
+static int has_sha;
+
+/* CPUID leaf 7: EBX bit 29 is SHA (SSE4.1 and SSSE3 come with every such CPU). */
+static void detect_sha(void) {
+    unsigned a, b, c, d;
+    has_sha = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((b >> 29) & 1);
+}
+
+static int sha_ni(void) { return has_sha; }
+#else
+#define HAVE_SHA_NI 0
+static void detect_sha(void) {}
+static int sha_ni(void) { return 0; }
+#endif
+
+/* The dedup key of an accepted row: auditID, stage and the first 128 bits of the
+ * SHA-256 of the event, in hex, joined by U+001F (kaudit.store.dedup.keys_of). */
+static int emit_key(StrCol *keys, const StrCol *audit, const StrCol *stage, const char *line,
+                    size_t len) {
+#if HAVE_SHA_NI
+    static const char hex[] = "0123456789abcdef";
+    int64_t i = audit->valid.n - 1;
+    const int32_t *ao = (const int32_t *)audit->off.p, *so = (const int32_t *)stage->off.p;
+    Slice a = {audit->data.p + ao[i], (uint32_t)(ao[i + 1] - ao[i]), 0};
+    Slice s = {stage->data.p + so[i], (uint32_t)(so[i + 1] - so[i]), 0};
+    uint8_t digest[32];
+    sha256((const uint8_t *)line, len, digest);
+    char fp[34];
+    fp[0] = 0x1f;
+    for (int j = 0; j < 16; j++) {
+        fp[1 + 2 * j] = hex[digest[j] >> 4];
+        fp[2 + 2 * j] = hex[digest[j] & 15];
+    }
+    if (buf_put(&keys->data, a.p, a.len) || buf_put(&keys->data, "\x1f", 1) ||
+        buf_put(&keys->data, s.p, s.len) || buf_put(&keys->data, fp, 33))
+        return -1;
+    if (keys->data.len > INT32_MAX) return -1;
+    if (buf_i32(&keys->off, (int32_t)keys->data.len)) return -1;
+    return valid_push(&keys->valid, 1);
+#else
+    (void)keys; (void)audit; (void)stage; (void)line; (void)len;
+    return 0;
+#endif
+}
+
+/* scan(buf, pos, final) -> (n, lines, rejected, end, columns, keys)
+ *
+ * Reads the lines of buf from pos: each ends with "\n", and with final also the last
+ * one without it. n is the number of rows (accepted lines), lines the number of lines
+ * read, rejected the (index, start, end) of every other line as int64 triples (end
+ * before the "\n"), end where the unread rest starts, columns the Arrow buffers (see
+ * kaudit/store/scan.py) and keys the dedup keys of the rows as a string column, or
+ * None where the CPU has no SHA extensions (the caller computes them then). */
+static PyObject *scan(PyObject *self, PyObject *args) {
     (void)self;
-    if (!PyList_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "scan() takes a list of bytes");
+    Py_buffer view;
+    Py_ssize_t pos;
+    int final;
+    if (!PyArg_ParseTuple(args, "y*np", &view, &pos, &final)) return NULL;
+    if (pos < 0 || pos > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "scan(): pos is outside the buffer");
         return NULL;
     }
-    /* a tuple holds a reference to every line while the GIL is released */
-    PyObject *lines = PyList_AsTuple(arg);
-    if (!lines) return NULL;
-    Py_ssize_t n = PyTuple_GET_SIZE(lines);
-    const char **ptrs = malloc(sizeof(char *) * (size_t)(n ? n : 1));
-    size_t *lens = malloc(sizeof(size_t) * (size_t)(n ? n : 1));
-    if (!ptrs || !lens) {
-        free(ptrs);
-        free(lens);
-        Py_DECREF(lines);
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PyTuple_GET_ITEM(lines, i);
-        if (!PyBytes_Check(item)) {
-            free(ptrs);
-            free(lens);
-            Py_DECREF(lines);
-            PyErr_SetString(PyExc_TypeError, "scan() takes a list of bytes");
-            return NULL;
-        }
-        ptrs[i] = PyBytes_AS_STRING(item);
-        size_t len = (size_t)PyBytes_GET_SIZE(item);
-        while (len && ptrs[i][len - 1] == '\r') len--;
-        lens[i] = len;
-    }
+    const char *buf = view.buf;
+    size_t total = (size_t)view.len;
+    int with_keys = sha_ni();
     Out o;
     memset(&o, 0, sizeof(o));
+    StrCol keys;
+    memset(&keys, 0, sizeof(keys));
     Line ln;
     memset(&ln, 0, sizeof(ln));
     int failed = 0;
     for (int i = 0; i < N_STR; i++) failed |= strcol_init(&o.str[i]);
     failed |= strcol_init(&o.groups) | strcol_init(&o.ips) | strcol_init(&o.ann_keys) |
-              strcol_init(&o.ann_values);
+              strcol_init(&o.ann_values) | strcol_init(&keys);
     failed |= buf_i32(&o.groups_off, 0) | buf_i32(&o.ips_off, 0) | buf_i32(&o.ann_off, 0);
+    int64_t lines = 0;
+    size_t at = (size_t)pos;
     if (!failed) {
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n && !failed; i++) {
-            int r = parse_line(ptrs[i], lens[i], &ln);
+        while (at < total && !failed) {
+            const char *start = buf + at;
+            const char *nl = memchr(start, '\n', total - at);
+            if (!nl && !final) break;
+            size_t raw = nl ? (size_t)(nl - start) : total - at;
+            size_t len = raw;
+            while (len && start[len - 1] == '\r') len--;
+            int r = parse_line(start, len, &ln);
             if (r < 0) {
                 failed = 1;
             } else if (r == 0) {
-                failed = buf_i32(&o.rejected, (int32_t)i) != 0;
-            } else if (emit(&o, &ln, ptrs[i], lens[i])) {
+                int64_t span[3] = {lines, (int64_t)at, (int64_t)(at + raw)};
+                failed = buf_put(&o.rejected, span, sizeof(span)) != 0;
+            } else if (emit(&o, &ln, start, len) ||
+                       (with_keys &&
+                        emit_key(&keys, &o.str[C_AUDIT_ID], &o.str[C_STAGE], start, len))) {
                 failed = 1;
             }
+            lines++;
+            at += raw + (nl ? 1 : 0);
         }
         Py_END_ALLOW_THREADS
     }
-    free(ptrs);
-    free(lens);
+    PyBuffer_Release(&view);
     free(ln.groups.v);
     free(ln.ips.v);
     free(ln.ann_k.v);
     free(ln.ann_v.v);
-    Py_DECREF(lines);
     PyObject *result = NULL;
     if (failed) {
         PyErr_NoMemory();
@@ -913,20 +1037,33 @@ static PyObject *scan(PyObject *self, PyObject *arg) {
         Py_XDECREF(code);
         goto fail_cols;
     }
-    PyTuple_SET_ITEM(cols, N_STR + 7, Py_BuildValue("(NN)", code_valid, code));
-    if (!PyTuple_GET_ITEM(cols, N_STR + 7)) goto fail_cols;
-    result = Py_BuildValue("(LNN)", (long long)o.n, bytes_of(&o.rejected), cols);
+    PyObject *code_t = Py_BuildValue("(NN)", code_valid, code);
+    if (!code_t) goto fail_cols;
+    PyTuple_SET_ITEM(cols, N_STR + 7, code_t);
+    PyObject *key_col = with_keys ? strcol_tuple(&keys) : Py_NewRef(Py_None);
+    if (!key_col) goto fail_cols;
+    result = Py_BuildValue("(LLNnNN)", (long long)o.n, (long long)lines, bytes_of(&o.rejected),
+                           (Py_ssize_t)at, cols, key_col);
     goto done;
 fail_cols:
     Py_DECREF(cols);
 done:
     out_free(&o);
+    strcol_free(&keys);
     return result;
 }
 
+static PyObject *hashes(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return PyBool_FromLong(sha_ni());
+}
+
 static PyMethodDef methods[] = {
-    {"scan", scan, METH_O,
-     "scan(lines) -> (n, rejected, columns): see kaudit.store.scan."},
+    {"hashes", hashes, METH_NOARGS,
+     "hashes() -> whether scan() computes the dedup keys (the CPU has the SHA extensions)."},
+    {"scan", scan, METH_VARARGS,
+     "scan(buf, pos, final) -> (n, lines, rejected, end, columns, keys): see kaudit.store.scan."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -938,4 +1075,7 @@ static struct PyModuleDef module = {
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__scan(void) {
+    detect_sha();
+    return PyModule_Create(&module);
+}

@@ -112,16 +112,21 @@ class Deduper:
     # --- per batch -----------------------------------------------------------------
 
     def check(
-        self, table: pa.Table, segments_for: Callable[[set[int] | None], list[str]]
+        self,
+        table: pa.Table,
+        segments_for: Callable[[set[int] | None], list[str]],
+        keys: list[str] | None = None,
     ) -> tuple[pa.Array | None, Kept]:
         """Which rows are new: (mask or None when all are, the kept rows' keys by hour).
 
         The first row of a key is kept unless the key is stored for its hour; later
         rows of the same key in the batch are dropped. Nothing is remembered until
         :meth:`commit` (after the WAL write succeeded). Set operations per hour do the
-        work; a loop over the rows runs only when something is dropped.
+        work; a loop over the rows runs only when something is dropped. ``keys``: the
+        rows' keys (:func:`keys_of`) when the caller has them already.
         """
-        keys = keys_of(table)
+        if keys is None:
+            keys = keys_of(table)
         hs: list[int] = hours(table).to_pylist()
         by_hour: Kept = {}
         if hs and hs[0] == hs[-1] and min(hs) == max(hs):

@@ -9,7 +9,9 @@ columns directly, with the GIL released. Every other line is handed back for the
 reader. A line the scanner accepts gives exactly the row the exact reader would
 give (``tests/store/test_scan.py`` holds it to that); rejecting only costs time.
 
-The extension is optional: when it was not built, :func:`scan_lines` accepts nothing.
+The scanner also computes each row's dedup key (the SHA-256 of the line) where the CPU
+has the SHA extensions. The extension is optional: when it was not built, nothing is
+accepted and the caller reads every line.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Final, cast
 
@@ -73,22 +76,66 @@ def available() -> bool:
 _Buffers = tuple[bytes | None, bytes, bytes]
 
 
-def scan_lines(lines: list[bytes], cluster: str = "") -> tuple[pa.Table | None, list[int]]:
-    """(the rows of the lines read here, or None; the indexes of the other lines).
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """What :func:`scan_buffer` read."""
 
-    ``lines`` are single lines without their ``\\n`` (a trailing ``\\r`` is ignored, as
-    the line reader does). The rows keep the order of their lines; each row's
-    ``event`` is its line without the ``\\r``.
+    #: The rows of the accepted lines, in order (None: none), ``cluster`` empty.
+    table: pa.Table | None
+    #: Their dedup keys (:func:`kaudit.store.dedup.keys_of`), when the scanner hashed them.
+    keys: list[str] | None
+    #: (index among the lines read, start, end) of each other line; ``end`` is before
+    #: its ``\n`` (a ``\r`` stays).
+    rejected: list[tuple[int, int, int]]
+    #: How many lines were read.
+    lines: int
+    #: Where the unread rest of the buffer starts (a last line without ``\n``).
+    end: int
+
+
+def scan_buffer(buf: bytes, pos: int = 0, *, final: bool = False) -> Scanned:
+    """Read the lines of ``buf`` from ``pos``: each that ends in ``\n``, and with
+    ``final`` the last one without it too.
+
+    Without the native scanner every line is rejected (the caller reads them all).
+    A trailing ``\r`` is not part of a row's ``event``, as the line reader strips it.
     """
     native = _native
-    if native is None or not lines:
-        return None, list(range(len(lines)))
-    fn = cast(Callable[[list[bytes]], tuple[int, bytes, tuple[object, ...]]], native.scan)
-    n, rejected_buf, cols = fn(lines)
-    rejected: list[int] = memoryview(rejected_buf).cast("i").tolist()
+    if native is None:
+        return _all_rejected(buf, pos, final)
+    fn = cast(
+        Callable[[bytes, int, bool], tuple[int, int, bytes, int, tuple[object, ...], object]],
+        native.scan,
+    )
+    n, lines, rejected_buf, end, cols, key_col = fn(buf, pos, final)
+    flat = memoryview(rejected_buf).cast("q").tolist()
+    rejected = list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
     if n == 0:
-        return None, rejected
-    return _table(n, cols, cluster), rejected
+        return Scanned(None, None, rejected, lines, end)
+    keys: list[str] | None = None
+    if key_col is not None:
+        keys = _strings(n, cast(_Buffers, key_col)).to_pylist()
+    return Scanned(_table(n, cols), keys, rejected, lines, end)
+
+
+def _all_rejected(buf: bytes, pos: int, final: bool) -> Scanned:
+    rejected: list[tuple[int, int, int]] = []
+    at = pos
+    while at < len(buf):
+        nl = buf.find(b"\n", at)
+        if nl < 0:
+            if not final:
+                break
+            nl = len(buf)
+        rejected.append((len(rejected), at, nl))
+        at = nl + 1
+    return Scanned(None, None, rejected, len(rejected), min(at, len(buf)))
+
+
+def scan_lines(lines: list[bytes]) -> tuple[pa.Table | None, list[int]]:
+    """(the rows of the lines read natively, or None; the indexes of the other lines)."""
+    got = scan_buffer(b"".join(line + b"\n" for line in lines), final=True)
+    return got.table, [i for i, _, _ in got.rejected]
 
 
 def _strings(n: int, bufs: _Buffers) -> pa.Array:
@@ -106,7 +153,7 @@ def _lists(n: int, offsets: bytes, child: pa.Array) -> pa.Array:
     )
 
 
-def _table(n: int, cols: tuple[object, ...], cluster: str) -> pa.Table:
+def _table(n: int, cols: tuple[object, ...]) -> pa.Table:
     k = len(_STRINGS)
     strs = {name: _strings(n, cast(_Buffers, cols[i])) for i, name in enumerate(_STRINGS)}
     groups_off, groups, ips_off, ips, ann_off, ann_keys, ann_values, code = cols[k:]
@@ -141,7 +188,7 @@ def _table(n: int, cols: tuple[object, ...], cluster: str) -> pa.Table:
         ),
         "request_object": pa.nulls(n, pa.string()),
         "response_object": pa.nulls(n, pa.string()),
-        "cluster": pa.repeat(pa.scalar(cluster, pa.string()), n),
+        "cluster": pa.repeat(pa.scalar("", pa.string()), n),
     }
     return pa.Table.from_arrays([columns[f.name] for f in SCHEMA], schema=SCHEMA)
 
@@ -154,4 +201,4 @@ def _timestamps_of(arr: pa.Array) -> pa.Array:
         return _timestamps(arr.to_pylist())
 
 
-__all__ = ["available", "scan_lines"]
+__all__ = ["Scanned", "available", "scan_buffer", "scan_lines"]

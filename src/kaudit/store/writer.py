@@ -119,11 +119,19 @@ class Writer:
             table = flatten(records, cluster)
             return self._append_table(table, durable)
 
-    def append_table(self, table: pa.Table, *, durable: bool = True) -> AppendResult:
-        """Store rows already in the flat schema (:data:`kaudit.store.flatten.SCHEMA`)."""
+    def append_table(
+        self, table: pa.Table, *, durable: bool = True, keys: list[str] | None = None
+    ) -> AppendResult:
+        """Store rows already in the flat schema (:data:`kaudit.store.flatten.SCHEMA`).
+
+        ``keys`` are their dedup keys when the caller has them
+        (:func:`kaudit.store.dedup.keys_of`); otherwise they are computed here.
+        """
         if table.schema != SCHEMA:
             raise ValueError("append_table: the table does not have the flat schema")
-        return self._append_table(table, durable)
+        if keys is not None and len(keys) != table.num_rows:
+            raise ValueError(f"append_table: {table.num_rows} rows but {len(keys)} keys")
+        return self._append_table(table, durable, keys)
 
     def append_events(self, events: Iterable[Event], *, cluster: str = "") -> AppendResult:
         """Store events; ``event`` is their exact apiserver encoding."""
@@ -132,7 +140,9 @@ class Writer:
             table = flatten_events(evs, [encode_event(ev)[:-1] for ev in evs], cluster)
             return self._append_table(table, True)
 
-    def _append_table(self, table: pa.Table, durable: bool) -> AppendResult:
+    def _append_table(
+        self, table: pa.Table, durable: bool, keys: list[str] | None = None
+    ) -> AppendResult:
         received = table.num_rows
         if received == 0:
             return AppendResult(0, 0, 0)
@@ -141,7 +151,7 @@ class Writer:
             busy.join()  # the background flush has fallen behind: wait for it
         with self._mutex:
             self._check_open()
-            mask, kept = self.dedup.check(table, self._segments_for_hours)
+            mask, kept = self.dedup.check(table, self._segments_for_hours, keys)
             table = mask_or_all(table, mask)
             stored = table.num_rows
             if stored:
