@@ -95,22 +95,32 @@ def split_by_hour(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
 
 
 def encode_segment(table: pa.Table, settings: StoreSettings) -> bytes:
-    """The Parquet bytes of ``table`` (sorted, zstd)."""
-    table = table.combine_chunks()
-    if SORT_KEYS:
-        keys = [k for k, _ in SORT_KEYS]
-        order = pc.sort_indices(table.select(keys), sort_keys=list(SORT_KEYS))
-        table = table.take(order)
+    """The Parquet bytes of ``table`` (sorted, zstd).
+
+    The rows are sorted by index and taken one row group at a time, so encoding holds
+    one row group's copy beside the table, not a sorted copy of all of it.
+    """
+    n = table.num_rows
+    order = (
+        pc.sort_indices(table.select([k for k, _ in SORT_KEYS]), sort_keys=list(SORT_KEYS))
+        if SORT_KEYS
+        else None
+    )
+    rg = max(1, settings.row_group_rows)
     sink = pa.BufferOutputStream()
-    pq.write_table(
-        table,
+    with pq.ParquetWriter(
         sink,
+        table.schema,
         compression="zstd",
         compression_level=settings.zstd_level,
-        row_group_size=settings.row_group_rows,
         use_dictionary=DICTIONARY_COLUMNS,
         write_statistics=True,
-    )
+    ) as writer:
+        for start in range(0, n, rg):
+            part = table.slice(start, rg) if order is None else table.take(order.slice(start, rg))
+            writer.write_table(part, row_group_size=rg)
+        if n == 0:
+            writer.write_table(table)
     data: bytes = sink.getvalue().to_pybytes()
     return data
 

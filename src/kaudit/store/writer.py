@@ -49,7 +49,7 @@ _FLUSH_RETRY_SECS = 5.0
 #: A flush is due once this many rows are pending, whatever the WAL's size: it bounds
 #: the memory of appends that skip the WAL, and it makes an import's segments big
 #: enough that compaction leaves them alone (see :mod:`kaudit.store.compact`).
-FLUSH_MAX_ROWS = 250_000
+FLUSH_MAX_ROWS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
