@@ -132,6 +132,21 @@ def main() -> None:
             f"{stats.bytes / 1e6:,.1f} MB: 1/{size / max(stats.bytes, 1):.1f} of the JSON log"
         )
         shutil.rmtree(store.path)
+        try:
+            import kaudit.store.scan as scan_mod
+
+            have_scanner = scan_mod.available()
+        except ImportError:  # a tree from before the native scanner
+            have_scanner = False
+        if have_scanner:
+            # What an install without the compiled scanner does: every line exact.
+            native, scan_mod._native = scan_mod._native, None
+            try:
+                t, stored = timed(run_ingest)
+            finally:
+                scan_mod._native = native
+            line("file -> store, exact reader only", n, t)
+            shutil.rmtree(store.path)
 
         if not args.skip_api:
             store = open_store(tmp / "store-api", settings=StoreSettings())
@@ -188,7 +203,7 @@ def main() -> None:
                 it = _json_lines(io.BytesIO(data), "sample", _fail, (), no_legacy=False)
                 with gc_paused():
                     while batch := list(islice(it, args.batch)):
-                        out.append(batch)
+                        out.append([r for r in batch if isinstance(r, Record)])
                 return out
 
             t, recs = timed(fast)
@@ -196,6 +211,25 @@ def main() -> None:
         assert isinstance(recs, list)
         t, tables = timed(lambda: [flatten(b) for b in recs])
         line("flatten", m, t)
+        try:
+            from kaudit.store.scan import available, scan_buffer
+        except ImportError:
+            pass
+        else:
+            if available():
+                data = b"\n".join(sample) + b"\n"
+                step = 4 * 1024 * 1024  # the reader's chunks
+
+                def scanned() -> int:
+                    rows = pos = 0
+                    while pos < len(data):
+                        got = scan_buffer(data[pos : pos + step], 0)
+                        rows += got.table.num_rows if got.table is not None else 0
+                        pos += max(got.end, 1)
+                    return rows
+
+                t, rows = timed(scanned)
+                line("native scanner (rows + dedup keys)", m, t, f" {rows:,} of the lines")
         assert isinstance(tables, list)
         t, frames = timed(lambda: [encode_frame(tb) for tb in tables])
         assert isinstance(frames, list)
