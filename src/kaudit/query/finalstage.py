@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,7 @@ import pyarrow as pa
 from kaudit.query.rollup import CACHE_DIR
 from kaudit.query.schema import COLUMN_NAMES
 from kaudit.store.flatten import SCHEMA
-from kaudit.store.layout import DIR_MODE, FILE_MODE, TMP_PREFIX
+from kaudit.store.layout import FILE_MODE, TMP_PREFIX, private_temp
 from kaudit.store.manifest import SegmentInfo
 from kaudit.store.reader import Snapshot
 from kaudit.store.segments import HOUR_US, hour_of_partition
@@ -203,12 +202,9 @@ class OpenRowsCache:
 
     def _write(self, sql: str, path: Path) -> bool:
         """Compute into ``path`` (0600, via a temporary name); False when it cannot be written."""
-        tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
         try:
-            for d in (path.parent.parent, path.parent):
-                d.mkdir(mode=DIR_MODE, exist_ok=True)
             # The file is made 0600 before DuckDB writes a byte of it.
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+            tmp = private_temp(path)
         except OSError:
             return False  # a read-only store: computed in memory for each read
         try:

@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kaudit.store.flatten import SCHEMA, empty_table
-from kaudit.store.layout import DIR_MODE, EVENTS_DIR, FILE_MODE, TMP_PREFIX
+from kaudit.store.layout import EVENTS_DIR, TMP_PREFIX, private_temp
 from kaudit.store.manifest import SegmentInfo
 
 CACHE_DIR: Final = "cache"
@@ -200,17 +200,16 @@ class RollupReader:
         return table
 
     def _write(self, path: Path, table: pa.Table) -> None:
-        tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{path.name}"
         try:
-            for d in (path.parent.parent, path.parent):
-                d.mkdir(mode=DIR_MODE, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-            with os.fdopen(fd, "wb") as f:
+            tmp = private_temp(path)
+        except OSError:
+            return  # a read-only store: answers are still right, only recomputed next time
+        try:
+            with open(tmp, "wb") as f:
                 pq.write_table(table, f, compression="zstd")
             os.replace(tmp, path)
             self.stats.written += 1
         except OSError:
-            # A read-only store: answers are still right, only recomputed next time.
             try:
                 tmp.unlink()
             except OSError:

@@ -93,6 +93,20 @@ def write_atomic(path: Path, data: bytes | memoryview) -> None:
         raise io_error(exc, path, "write") from None
 
 
+def private_temp(path: Path) -> Path:
+    """A new, empty file (0600) to write and then rename over ``path``.
+
+    For derived files (caches) that readers write: the two directories above it are
+    made 0700 first, and the name is unique to this process and call. Raises
+    ``OSError`` (a read-only store, a full disk).
+    """
+    for d in (path.parent.parent, path.parent):
+        d.mkdir(mode=DIR_MODE, exist_ok=True)
+    tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    return tmp
+
+
 def io_error(exc: OSError, path: Path, what: str) -> StoreError:
     """The store error for an OS error: :class:`StoreFullError` when the disk is full."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -110,6 +124,7 @@ __all__ = [
     "LOCK",
     "MANIFEST",
     "TMP_PREFIX",
+    "private_temp",
     "WAL_DIR",
     "ensure_dir",
     "fsync_dir",
