@@ -203,6 +203,7 @@ def _ingest_inputs(
         stats.inputs.append(inp.name)
         with opened:
             items = _records(opened, fmt, quarantine, scan)
+            carry: Scanned | None = None  # rows of a chunk beyond the last batch
             while True:
                 batch: list[Record] = []
                 tables: list[Scanned] = []
@@ -212,17 +213,22 @@ def _ingest_inputs(
                 # otherwise rescan the batch's live events over and over.
                 with gc_paused():
                     try:
-                        for item in items:  # what came before an exception is kept
+                        if carry is not None:
+                            head, carry = _split(carry, batch_size)
+                            tables.append(head)
+                            got = _rows(head)
+                        while got < batch_size:  # what came before an exception is kept
+                            item = next(items, None)
+                            if item is None:
+                                ended = carry is None
+                                break
                             if isinstance(item, Record):
                                 batch.append(item)
                                 got += 1
                             elif item.table is not None:
-                                tables.append(item)
-                                got += item.table.num_rows
-                            if got >= batch_size:
-                                break
-                        else:
-                            ended = True
+                                head, carry = _split(item, batch_size - got)
+                                tables.append(head)
+                                got += _rows(head)
                     except READ_ERRORS as exc:
                         # Keep what was read before the damage; report the input.
                         failed = True
@@ -262,6 +268,24 @@ def _records(
     )
 
 
+def _rows(s: Scanned) -> int:
+    return s.table.num_rows if s.table is not None else 0
+
+
+def _split(s: Scanned, n: int) -> tuple[Scanned, Scanned | None]:
+    """The first ``n`` rows of ``s``, and the rest (None when there is none)."""
+    if _rows(s) <= n or s.table is None:
+        return s, None
+    keys = s.keys
+
+    def part(a: int, b: int | None) -> Scanned:
+        assert s.table is not None
+        t = s.table.slice(a, None if b is None else b - a)
+        return Scanned(t, None if keys is None else keys[a:b], [], 0, 0)
+
+    return part(0, n), part(n, None)
+
+
 def _with_cluster(table: pa.Table, cluster: str) -> pa.Table:
     """``table`` with every row's ``cluster`` set to ``cluster``."""
     if not cluster:
@@ -292,7 +316,7 @@ def _json_lines(
 
     With ``scan``, the lines the native scanner reads (:mod:`kaudit.store.scan`) come
     as :class:`~kaudit.store.scan.Scanned` rows (``cluster`` empty), one per chunk,
-    before the records of that chunk's other lines: the same rows as flattening
+    after the records of that chunk's other lines: the same rows as flattening
     their records.
     """
 
@@ -367,12 +391,14 @@ def _json_lines(
             pos = min(nl + 1, len(buf))
         if not first:
             got = scan_buffer(buf, pos, final=final) if scan else _all_rejected(buf, pos, final)
-            if got.table is not None:
-                yield got
+            # The other lines first: a bad one is quarantined before the rows after it
+            # can be stored.
             for j, start, stop in got.rejected:
                 line = buf[start:stop]
                 if not legacy_line(line, lineno + j + 1):
                     yield from one_line(line, lineno + j + 1)
+            if got.table is not None:
+                yield got
             lineno += got.lines
             pos = got.end
         rest = buf[pos:] if pos < len(buf) else b""

@@ -62,6 +62,7 @@ static int buf_grow(Buf *b, size_t extra) {
 }
 
 static inline int buf_put(Buf *b, const void *d, size_t n) {
+    if (!n) return 0;
     if (b->len + n > b->cap && buf_grow(b, n)) return -1;
     memcpy(b->p + b->len, d, n);
     b->len += n;
@@ -606,6 +607,19 @@ static int parse_annotations(Cur *c, Line *ln) {
     return eat(c, '}');
 }
 
+/* Go's MicroTime, as the apiserver writes it: YYYY-MM-DDTHH:MM:SS.ffffffZ, year >= 1.
+ * Any other form is left to the exact reader, whose parsing of odd forms the rows
+ * must match (kaudit.store.flatten). */
+static int micro_time(Slice s) {
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd.ddddddZ";
+    if (s.esc || s.len != sizeof(shape) - 1) return 0;
+    for (uint32_t i = 0; i < s.len; i++) {
+        char ch = s.p[i];
+        if (shape[i] == 'd' ? (ch < '0' || ch > '9') : ch != shape[i]) return 0;
+    }
+    return memcmp(s.p, "0000", 4) != 0;
+}
+
 static int read_top(Cur *c, int field, Line *ln) {
     Slice s;
     static const int plain[] = {C_LEVEL, C_AUDIT_ID, C_STAGE, C_REQUEST_URI, C_VERB};
@@ -637,12 +651,12 @@ static int read_top(Cur *c, int field, Line *ln) {
             ln->has_status = 1;
             return parse_object(c, STATUS_FIELDS, COUNT(STATUS_FIELDS), read_status, ln);
         case 12:
-            if (!parse_string(c, &s)) return 0;
+            if (!parse_string(c, &s) || !micro_time(s)) return 0;
             ln->s[C_RRT] = s;
             ln->has[C_RRT] = 1;
             return 1;
         case 13:
-            if (!parse_string(c, &s)) return 0;
+            if (!parse_string(c, &s) || !micro_time(s)) return 0;
             ln->s[C_STS] = s;
             ln->has[C_STS] = 1;
             return 1;
@@ -650,6 +664,11 @@ static int read_top(Cur *c, int field, Line *ln) {
             return parse_annotations(c, ln);
     }
 }
+
+/* A longer line is left to the exact reader (the columns' 32-bit offsets stay safe). */
+#define MAX_LINE (64u << 20)
+/* What one call reads at most: every column then stays under 2 GiB. */
+#define MAX_BUFFER ((Py_ssize_t)1 << 30)
 
 static const char PREFIX[] = "{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",";
 
@@ -660,7 +679,14 @@ static int parse_line(const char *p, size_t len, Line *ln) {
     ln->has_imp = ln->has_ref = ln->has_status = ln->has_code = 0;
     ln->groups.n = ln->ips.n = ln->ann_k.n = ln->ann_v.n = 0;
     Cur c = {p, p + len};
+    if (len > MAX_LINE) return 0;
     if (!eat_lit(&c, PREFIX, sizeof(PREFIX) - 1)) return 0;
+    /* The line reader takes a line with "EventList" near its start for a webhook body
+     * (kaudit.sources.importer): so must this one. */
+    static const char word[] = "\"EventList\"";
+    size_t head = len < 200 ? len : 200;
+    for (size_t i = 0; i + sizeof(word) - 1 <= head; i++)
+        if (p[i] == '"' && memcmp(p + i, word, sizeof(word) - 1) == 0) return 0;
     int next = 0, user = 0;
     do {
         Slice k;
@@ -898,9 +924,11 @@ static void sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
 
 static int has_sha;
 
-/* CPUID leaf 7: EBX bit 29 is SHA (SSE4.1 and SSSE3 come with every such CPU). */
+/* CPUID leaf 7: EBX bit 29 is SHA. */
 static void detect_sha(void) {
     unsigned a, b, c, d;
+    /* leaf 1: ECX bit 9 SSSE3, bit 19 SSE4.1 (what the code uses besides SHA) */
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 9) & 1) || !((c >> 19) & 1)) return;
     has_sha = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((b >> 29) & 1);
 }
 
@@ -919,8 +947,8 @@ static int emit_key(StrCol *keys, const StrCol *audit, const StrCol *stage, cons
     static const char hex[] = "0123456789abcdef";
     int64_t i = audit->valid.n - 1;
     const int32_t *ao = (const int32_t *)audit->off.p, *so = (const int32_t *)stage->off.p;
-    Slice a = {audit->data.p + ao[i], (uint32_t)(ao[i + 1] - ao[i]), 0};
-    Slice s = {stage->data.p + so[i], (uint32_t)(so[i + 1] - so[i]), 0};
+    Slice a = {audit->data.p ? audit->data.p + ao[i] : "", (uint32_t)(ao[i + 1] - ao[i]), 0};
+    Slice s = {stage->data.p ? stage->data.p + so[i] : "", (uint32_t)(so[i + 1] - so[i]), 0};
     uint8_t digest[32];
     sha256((const uint8_t *)line, len, digest);
     char fp[34];
@@ -951,17 +979,21 @@ static int emit_key(StrCol *keys, const StrCol *audit, const StrCol *stage, cons
  * None where the CPU has no SHA extensions (the caller computes them then). */
 static PyObject *scan(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer view;
+    PyObject *data; /* bytes: immutable while the GIL is released (args holds it) */
     Py_ssize_t pos;
     int final;
-    if (!PyArg_ParseTuple(args, "y*np", &view, &pos, &final)) return NULL;
-    if (pos < 0 || pos > view.len) {
-        PyBuffer_Release(&view);
+    if (!PyArg_ParseTuple(args, "Snp", &data, &pos, &final)) return NULL;
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    if (pos < 0 || pos > size) {
         PyErr_SetString(PyExc_ValueError, "scan(): pos is outside the buffer");
         return NULL;
     }
-    const char *buf = view.buf;
-    size_t total = (size_t)view.len;
+    if (size - pos > MAX_BUFFER) {
+        PyErr_SetString(PyExc_ValueError, "scan(): at most 1 GiB at a time");
+        return NULL;
+    }
+    const char *buf = PyBytes_AS_STRING(data);
+    size_t total = (size_t)size;
     int with_keys = sha_ni();
     Out o;
     memset(&o, 0, sizeof(o));
@@ -1001,7 +1033,6 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&view);
     free(ln.groups.v);
     free(ln.ips.v);
     free(ln.ann_k.v);
@@ -1018,17 +1049,20 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if (!t) goto fail_cols;
         PyTuple_SET_ITEM(cols, i, t);
     }
-    PyObject *extra[] = {
-        bytes_of(&o.groups_off), strcol_tuple(&o.groups), bytes_of(&o.ips_off),
-        strcol_tuple(&o.ips),    bytes_of(&o.ann_off),    strcol_tuple(&o.ann_keys),
-        strcol_tuple(&o.ann_values),
-    };
-    int bad = 0;
     for (int i = 0; i < 7; i++) {
-        if (!extra[i]) bad = 1;
-        PyTuple_SET_ITEM(cols, N_STR + i, extra[i] ? extra[i] : Py_NewRef(Py_None));
+        PyObject *x;
+        switch (i) {
+            case 0: x = bytes_of(&o.groups_off); break;
+            case 1: x = strcol_tuple(&o.groups); break;
+            case 2: x = bytes_of(&o.ips_off); break;
+            case 3: x = strcol_tuple(&o.ips); break;
+            case 4: x = bytes_of(&o.ann_off); break;
+            case 5: x = strcol_tuple(&o.ann_keys); break;
+            default: x = strcol_tuple(&o.ann_values); break;
+        }
+        if (!x) goto fail_cols;
+        PyTuple_SET_ITEM(cols, N_STR + i, x);
     }
-    if (bad) goto fail_cols;
     PyObject *code_valid =
         o.code_valid.nulls ? bytes_of(&o.code_valid.bits) : Py_NewRef(Py_None);
     PyObject *code = bytes_of(&o.code);

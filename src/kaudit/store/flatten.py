@@ -146,7 +146,12 @@ def _text(values: Sequence[bytes | memoryview | None]) -> pa.Array:
 
 
 def _timestamps(values: Sequence[str | None]) -> pa.Array:
-    """Parse RFC 3339 strings to UTC microseconds; null for missing or unparsable."""
+    """Parse RFC 3339 strings to UTC microseconds; null for missing or unparsable.
+
+    Arrow's ISO 8601 cast does a batch at once. When it fails on any value, each value
+    is parsed as a batch of one would be (Arrow's parser, else kaudit's own), so a
+    value never depends on the others in its batch.
+    """
     arr = pa.array(values, pa.string())
     try:
         return arr.cast(_TS_TYPE)
@@ -157,6 +162,11 @@ def _timestamps(values: Sequence[str | None]) -> pa.Array:
         if v is None:
             out.append(None)
             continue
+        try:
+            out.append(pa.scalar(v, pa.string()).cast(_TS_TYPE).value)
+            continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
         try:
             out.append(to_micros(v))
         except ValueError:
