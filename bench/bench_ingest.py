@@ -7,8 +7,10 @@
 The log comes from :mod:`kaudit.traffic` (cached in ``bench/.cache``) and is written to a
 temporary file (not timed). Then, each into a fresh store:
 
-* ``file -> store``: :func:`kaudit.sources.importer.ingest`, what ``kaudit ingest`` runs
-  (read, decode, flatten, dedup, WAL fsync, Parquet segments, manifest);
+* ``kaudit ingest`` as a process of its own (read, the native scanner or the exact
+  reader, dedup, Parquet segments, manifest), its CPU time, wall time and peak RSS; and
+  again with ``KAUDIT_SCANNER=off`` (every line through the exact reader, what an
+  install without a C compiler does);
 * ``Writer.append(records)``: the Python API, records read with
   :func:`kaudit.model.documents.iter_records` (the path ``kaudit serve``'s transforms use);
 
@@ -38,11 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Timing, machine_line, traffic_lines  # noqa: E402
+from common import Timing, machine_line, traffic_file, traffic_lines  # noqa: E402
 from kaudit.model.documents import Record, iter_records  # noqa: E402
-from kaudit.sources.files import Input  # noqa: E402
-from kaudit.sources.importer import ingest  # noqa: E402
-from kaudit.sources.quarantine import Quarantine  # noqa: E402
 from kaudit.store import StoreSettings, open_store  # noqa: E402
 from kaudit.store.flatten import flatten  # noqa: E402
 from kaudit.store.segments import encode_segment  # noqa: E402
@@ -54,6 +53,21 @@ def timed(fn: Callable[[], object]) -> tuple[Timing, object]:
     c0, w0 = time.process_time(), time.perf_counter()
     out = fn()
     return Timing(time.process_time() - c0, time.perf_counter() - w0), out
+
+
+def cli_ingest(store: Path, log: Path, batch: int, extra_env: dict[str, str]) -> tuple[Timing, int]:
+    """``kaudit ingest`` of ``log`` as its own process: (its CPU and wall time, peak RSS)."""
+    env = {**os.environ, **extra_env}
+    argv = [sys.executable, "-m", "kaudit", "ingest", "--store", str(store), "--no-progress"]
+    argv += ["--batch-size", str(batch), "--output", "json", str(log)]
+    w0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - w0
+    if proc.returncode != 0:
+        raise SystemExit(f"kaudit ingest failed ({proc.returncode})")
+    return Timing(usage.ru_utime + usage.ru_stime, wall), usage.ru_maxrss * 1024
 
 
 def load() -> str:
@@ -106,47 +120,42 @@ def main() -> None:
     print(f"source: {args.label}")
     tmp = Path(tempfile.mkdtemp(prefix="kaudit-bench-ingest-"))
     try:
-        log = tmp / "audit.log"
-        lines = traffic_lines(args.events, args.seed, cache=not args.no_cache)
-        with log.open("wb") as f:
-            f.writelines(lines)
+        if args.no_cache:
+            lines = traffic_lines(args.events, args.seed, cache=False)
+            log = tmp / "audit.log"
+            with log.open("wb") as f:
+                f.writelines(lines)
+            del lines
+        else:
+            # The cached file itself: the parent holds no copy of a GB of lines while the
+            # child process it times needs the memory (the kernel's reclaim would compete).
+            log = traffic_file(args.events, args.seed)
         size = log.stat().st_size
-        n = len(lines)
-        sample = [ln.rstrip(b"\n") for ln in lines[: args.sample]]
-        del lines
+        with log.open("rb") as src:
+            sample = [ln.rstrip(b"\n") for ln in islice(src, args.sample)]
+        n = args.events
+        gc.collect()
+        os.sync()  # the log's pages written back before anything is timed
         print(f"input: {n:,} events, {size / 1e6:,.0f} MB JSON Lines ({size / n:,.0f} B/event)\n")
 
         print("end to end (fresh store each):")
-        store = open_store(tmp / "store-ingest", settings=StoreSettings())
-
-        def run_ingest() -> int:
-            with store.writer() as w, Quarantine(None) as q:
-                st = ingest([Input(str(log), log, size=size)], w, q, batch_size=args.batch)
-            return st.stored
-
-        t, stored = timed(run_ingest)
-        stats = store.stats()
-        line("file -> store (kaudit ingest)", n, t)
-        print(
-            f"    stored {stored:,} events in {stats.segments} segments, "
-            f"{stats.bytes / 1e6:,.1f} MB: 1/{size / max(stats.bytes, 1):.1f} of the JSON log"
-        )
-        shutil.rmtree(store.path)
-        try:
-            import kaudit.store.scan as scan_mod
-
-            have_scanner = scan_mod.available()
-        except ImportError:  # a tree from before the native scanner
-            have_scanner = False
-        if have_scanner:
-            # What an install without the compiled scanner does: every line exact.
-            native, scan_mod._native = scan_mod._native, None
-            try:
-                t, stored = timed(run_ingest)
-            finally:
-                scan_mod._native = native
-            line("file -> store, exact reader only", n, t)
-            shutil.rmtree(store.path)
+        for label, extra_env in (
+            ("kaudit ingest (a process)", {}),
+            ("kaudit ingest, KAUDIT_SCANNER=off", {"KAUDIT_SCANNER": "off"}),
+        ):
+            if extra_env and args.label != "this tree":
+                continue  # a tree from before the scanner has no switch
+            store_dir = tmp / "store-cli"
+            t, rss = cli_ingest(store_dir, log, args.batch, extra_env)
+            line(label, n, t, f"; peak RSS {rss / 1e6:,.0f} MB")
+            if not extra_env:
+                stats = open_store(store_dir).stats()
+                mb, ratio = stats.bytes / 1e6, size / max(stats.bytes, 1)
+                print(
+                    f"    stored {stats.events:,} events in {stats.segments} segments, "
+                    f"{mb:,.1f} MB: 1/{ratio:.1f} of the JSON log"
+                )
+            shutil.rmtree(store_dir)
 
         if not args.skip_api:
             store = open_store(tmp / "store-api", settings=StoreSettings())

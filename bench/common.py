@@ -82,6 +82,15 @@ def best_of(repeat: int, fn: Callable[[], object]) -> Timing:
     return best
 
 
+def traffic_file(n: int, seed: int = 0) -> Path:
+    """The cached file of :func:`traffic_lines` (generated first when missing), so that
+    a benchmark can read it without holding every line in its own memory."""
+    path = CACHE_DIR / f"traffic-seed{seed}-{n}.jsonl"
+    if not path.exists():
+        del traffic_lines(n, seed)[:]
+    return path
+
+
 def traffic_lines(n: int, seed: int = 0, *, cache: bool = True) -> list[bytes]:
     """``n`` lines of :func:`kaudit.traffic.generate_lines`, cached under ``bench/.cache``.
 

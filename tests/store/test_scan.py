@@ -542,3 +542,16 @@ def test_scan_buffer_takes_only_bytes() -> None:
         native.scan(bytearray(L + b"\n"), 0, True)  # could change while it is read
     with pytest.raises(ValueError, match="outside"):
         native.scan(L, len(L) + 1, True)
+
+
+def test_kaudit_scanner_off_reads_every_line_exactly(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "from kaudit.store import scan; print(scan.available())"
+    env = {k: v for k, v in os.environ.items() if k != "KAUDIT_SCANNER"}
+    run = [sys.executable, "-c", code]
+    off = subprocess.run(run, env={**env, "KAUDIT_SCANNER": "off"}, capture_output=True, text=True)
+    on = subprocess.run(run, env=env, capture_output=True, text=True)
+    assert (off.stdout.strip(), on.stdout.strip()) == ("False", "True")

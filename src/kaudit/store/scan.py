@@ -17,6 +17,7 @@ accepted and the caller reads every line.
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,7 +59,13 @@ _STRINGS: Final = (
 )
 
 
+#: ``KAUDIT_SCANNER=off`` reads every line with the exact reader (slower, same rows).
+SCANNER_ENV: Final = "KAUDIT_SCANNER"
+
+
 def _load() -> ModuleType | None:
+    if os.environ.get(SCANNER_ENV, "").lower() in ("off", "0", "false", "no"):
+        return None
     try:
         return importlib.import_module("kaudit.store._scan")
     except ImportError:
@@ -69,7 +76,8 @@ _native: ModuleType | None = _load()
 
 
 def available() -> bool:
-    """Whether the native scanner was built (``pip install`` compiles it when it can)."""
+    """Whether the native scanner is in use: built (``pip install`` compiles it when it
+    can) and not turned off with ``KAUDIT_SCANNER=off``."""
     return _native is not None
 
 

@@ -58,6 +58,18 @@ DICTIONARY_COLUMNS: Final = [
 ]
 
 
+#: Columns without min/max statistics: nobody filters on the big ones or the nested
+#: ones, and working them out costs as much as compressing a column.
+NO_STATISTICS: Final = (
+    "event",
+    "request_object",
+    "response_object",
+    "annotations",
+    "groups",
+    "source_ips",
+)
+
+
 def hours(table: pa.Table) -> pa.Array:
     """The hour number (since the epoch) of each row's ``ts``."""
     us = table["ts"].cast(pa.int64())
@@ -97,9 +109,11 @@ def split_by_hour(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
 def encode_segment(table: pa.Table, settings: StoreSettings) -> bytes:
     """The Parquet bytes of ``table`` (sorted, zstd).
 
-    The rows are sorted by index and taken one row group at a time, so encoding holds
-    one row group's copy beside the table, not a sorted copy of all of it.
+    The rows are sorted by index and taken one row group at a time from one
+    contiguous copy (taking from many chunks costs twice as much), so encoding holds
+    that copy and one row group's, not a sorted copy of all of it too.
     """
+    table = table.combine_chunks()
     n = table.num_rows
     order = (
         pc.sort_indices(table.select([k for k, _ in SORT_KEYS]), sort_keys=list(SORT_KEYS))
@@ -114,7 +128,7 @@ def encode_segment(table: pa.Table, settings: StoreSettings) -> bytes:
         compression="zstd",
         compression_level=settings.zstd_level,
         use_dictionary=DICTIONARY_COLUMNS,
-        write_statistics=True,
+        write_statistics=[c for c in table.column_names if c not in NO_STATISTICS],
     ) as writer:
         for start in range(0, n, rg):
             part = table.slice(start, rg) if order is None else table.take(order.slice(start, rg))

@@ -37,7 +37,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "zstd_level",
         int,
-        3,
+        1,
         "zstd compression level of Parquet segments (1-22).",
     ),
     Setting(
@@ -84,7 +84,7 @@ _BY_NAME: Final = {s.name: s for s in SETTINGS}
 class StoreSettings:
     flush_max_bytes: int = 64 * 1024 * 1024
     flush_max_age_secs: float = 60.0
-    zstd_level: int = 3
+    zstd_level: int = 1
     row_group_rows: int = 131_072
     dedup_window_secs: float = 3 * 3600.0
     dedup_max_keys: int = 5_000_000
