@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ def ingest(
     q_path = quarantine_path or default_path(store.path)
     show_progress = progress if progress is not None else _is_tty(sys.stderr)
 
+    started = time.perf_counter()
     with Quarantine(q_path) as quarantine, store.writer() as writer:
         bar = _ProgressBar() if show_progress else None
         try:
@@ -147,6 +149,8 @@ def ingest(
         finally:
             if bar is not None:
                 bar.stop()
+    # Until the writer has closed: every event is in a segment then.
+    stats.elapsed_secs = time.perf_counter() - started
     stats.errors[:0] = expansion.errors
 
     written = q_path if stats.quarantined else None
