@@ -66,9 +66,9 @@ def test_sigkill_during_a_stream_loses_no_acknowledged_event(tmp_path: Path) -> 
     store_dir = tmp_path / "store"
     port = free_port()
     args = ["--store", str(store_dir), "--token", f"prod={TOKEN}", "--port", str(port)]
-    # Long enough streams (15 batches a client) that every kill lands with requests in
+    # Long enough streams (30 batches a client) that every kill lands with requests in
     # flight: some between the WAL fsync and the 200, which the client then resends.
-    streams = [events(6000, seed=s) for s in (21, 22, 23)]
+    streams = [events(12000, seed=s) for s in (21, 22, 23)]
     clients = [
         ApiserverClient(
             f"http://127.0.0.1:{port}/audit/webhook?timeout=30s",
