@@ -280,3 +280,24 @@ def test_tail_source_retries_a_failing_sink_without_losing_anything(log: Path) -
     asyncio.run(main())
     assert stored == [0, 1, 2, 3, 4]
     assert src.failures == 2
+
+
+def test_backups_are_found_while_the_live_file_is_missing(log: Path) -> None:
+    # Between a rotation's rename and the new file, the live file does not exist. The
+    # tailer, finishing the file it had open, must still see the backups written since
+    # (it used to find none then, and skipped every file rotated meanwhile).
+    log.write_bytes(lines(0, 3))
+    t = tailer(log)
+    assert ids(t.poll()) == [0, 1, 2]
+    first = log.parent / "audit-2024-05-06T07-08-00.002.log"
+    log.rename(first)
+    log.write_bytes(lines(3, 6))
+    second = log.parent / "audit-2024-05-06T07-08-00.005.log"
+    log.rename(second)  # and no live file yet
+    assert t._backups() == [first, second]
+    assert ids(t.poll()) == []  # it waits for the new live file
+    append(log, lines(6, 8))
+    got: list[int] = []
+    while batch := t.poll():
+        got.extend(ids(batch))
+    assert got == [3, 4, 5, 6, 7]

@@ -162,7 +162,7 @@ def expand_paths(paths: Sequence[str], *, rotated: bool = True) -> Expansion:
             continue
         if rotated and split_backup(p.name) is None and stat.S_ISREG(st.st_mode):
             try:
-                for inp in _backups_of(p):
+                for inp in backups_of(p):
                     add(inp)
             except OSError:
                 pass  # an unlistable parent: read the named file alone
@@ -170,7 +170,10 @@ def expand_paths(paths: Sequence[str], *, rotated: bool = True) -> Expansion:
     return out
 
 
-def _backups_of(live: Path) -> list[Input]:
+def backups_of(live: Path) -> list[Input]:
+    """The lumberjack backups of the file ``live`` names, oldest first: by listing its
+    directory, so also while ``live`` itself is missing (between a rotation's rename
+    and the new file). A backup removed meanwhile is left out."""
     parent = live.parent
     pattern = backup_pattern(live.name)
     found: dict[datetime, Input] = {}
@@ -182,7 +185,11 @@ def _backups_of(live: Path) -> list[Input]:
             when = parse_backup_time(m.group(1))
         except ValueError:
             continue
-        _keep(found, when, _input(parent / entry.name, when, entry))
+        try:
+            inp = _input(parent / entry.name, when, entry)
+        except OSError:
+            continue  # removed (retention) since the listing
+        _keep(found, when, inp)
     return [found[k] for k in sorted(found)]
 
 
@@ -321,6 +328,7 @@ __all__ = [
     "READ_ERRORS",
     "describe_read_error",
     "open_input",
+    "backups_of",
     "parse_backup_time",
     "split_backup",
 ]

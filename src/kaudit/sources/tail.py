@@ -32,7 +32,7 @@ from typing import IO, Any, cast
 
 from kaudit.errors import DecodeError, InputError
 from kaudit.model.documents import Adapter, ErrorHandler, Record, parse_line
-from kaudit.sources.files import GZIP_MAGIC, expand_paths
+from kaudit.sources.files import GZIP_MAGIC, backups_of
 
 #: Bytes at the start of a file that identify it across renames and compression.
 HEAD_BYTES = 256
@@ -304,8 +304,13 @@ class Tailer:
             return True
 
     def _backups(self) -> list[Path]:
-        chain = expand_paths([str(self.path)]).inputs
-        return [i.path for i in chain if i.path is not None and i.path != self.path]
+        # From the directory, not from the live file: between a rotation's rename and
+        # the new file it is missing, and the backups must not vanish with it.
+        try:
+            chain = backups_of(self.path)
+        except OSError:
+            return []
+        return [i.path for i in chain if i.path is not None]
 
     def _backups_after(self, last: Position) -> list[Path]:
         backups = self._backups()
