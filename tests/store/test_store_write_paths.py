@@ -291,3 +291,22 @@ def test_appends_flush_at_flush_max_rows_even_without_a_wal(
         assert store.stats().segments == 1
     assert _count(store) == 200
     verify(store.path)
+
+
+def test_flatten_keeps_no_reference_to_the_lines_it_read() -> None:
+    # A body is a msgspec Raw over the whole line it was decoded from; pyarrow keeps a
+    # reference to any buffer object it converts into a binary array, so flattening
+    # through memoryviews kept every line with a body alive for good.
+    import sys
+
+    from kaudit.model.codec import decode_event
+
+    lines = [encode_event(make_event(i))[:-1] for i in range(200)]
+    lines = [ln for ln in lines if b'"requestObject"' in ln]
+    assert lines
+    before = [sys.getrefcount(ln) for ln in lines]
+    table = flatten([Record(decode_event(ln), ln, "t", 0) for ln in lines])
+    assert table["request_object"].null_count == 0
+    del table
+    after = [sys.getrefcount(ln) for ln in lines]
+    assert after == before

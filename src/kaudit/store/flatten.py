@@ -127,22 +127,25 @@ def _flatten(events: Sequence[Event], raws: Sequence[bytes], cluster: str) -> pa
         pa.array([a.get(_DECISION) if a else None for a in anns], s),
         pa.array([a.get(_REASON) if a else None for a in anns], s),
         pa.array([a if a else _EMPTY_MAP for a in anns], _ANNOTATIONS),
-        _text([None if (ro := e.request_object) is unset else memoryview(ro) for e in events]),
-        _text([None if (so := e.response_object) is unset else memoryview(so) for e in events]),
+        # bytes, not a memoryview of the Raw: pyarrow keeps a reference to every buffer
+        # object it converts for a binary array and never drops it, and a Raw's buffer
+        # is the whole line it was decoded from (a leak of every body's line).
+        _text([None if (ro := e.request_object) is unset else bytes(ro) for e in events]),
+        _text([None if (so := e.response_object) is unset else bytes(so) for e in events]),
         pa.repeat(pa.scalar(cluster, s), n) if n else pa.array([], s),
         _text(raws),
     ]
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
-def _text(values: Sequence[bytes | memoryview | None]) -> pa.Array:
+def _text(values: Sequence[bytes | None]) -> pa.Array:
     """UTF-8 bytes as an Arrow string array, validated in one pass (no Python str)."""
     arr = pa.array(values, pa.binary())
     try:
         return arr.cast(pa.string())
     except pa.ArrowInvalid:
         # Not UTF-8: fail the way decoding each value would, naming the bytes.
-        return pa.array([None if v is None else bytes(v).decode() for v in values], pa.string())
+        return pa.array([None if v is None else v.decode() for v in values], pa.string())
 
 
 def _timestamps(values: Sequence[str | None]) -> pa.Array:
