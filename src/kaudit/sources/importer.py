@@ -45,7 +45,7 @@ from kaudit.sources.files import (
 from kaudit.sources.quarantine import Quarantine
 from kaudit.store.dedup import keys_of
 from kaudit.store.flatten import flatten
-from kaudit.store.scan import Scanned, _all_rejected, scan_buffer
+from kaudit.store.scan import Scanned, scan_buffer
 
 INPUT_FORMATS: Final = ("auto", "json", "legacy", *cloud.FORMATS)
 DEFAULT_BATCH_SIZE: Final = 10_000
@@ -390,7 +390,7 @@ def _json_lines(
                 yield from one_line(line, lineno)
             pos = min(nl + 1, len(buf))
         if not first:
-            got = scan_buffer(buf, pos, final=final) if scan else _all_rejected(buf, pos, final)
+            got = scan_buffer(buf, pos, final=final, native=scan)
             # The other lines first: a bad one is quarantined before the rows after it
             # can be stored.
             for j, start, stop in got.rejected:

@@ -87,10 +87,10 @@ def _flatten(events: Sequence[Event], raws: Sequence[bytes], cluster: str) -> pa
     sts = [_NO_STATUS if (st := e.response_status) is unset else st for e in events]
     anns = [e.annotations for e in events]
 
-    stage_ts = _timestamps([e.stage_timestamp for e in events])
-    ts = _timestamps([e.request_received_timestamp for e in events])
-    if ts.null_count:
-        ts = pc.coalesce(ts, stage_ts, pa.scalar(time.time_ns() // 1000, _TS_TYPE))
+    ts, stage_ts = event_times(
+        pa.array([e.request_received_timestamp for e in events], pa.string()),
+        pa.array([e.stage_timestamp for e in events], pa.string()),
+    )
 
     columns = [
         ts,
@@ -148,20 +148,32 @@ def _text(values: Sequence[bytes | None]) -> pa.Array:
         return pa.array([None if v is None else v.decode() for v in values], pa.string())
 
 
-def _timestamps(values: Sequence[str | None]) -> pa.Array:
+def event_times(received: pa.Array, stage: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """``(ts, stage_ts)`` from the two timestamp strings of each event (Arrow strings).
+
+    ``ts`` is ``requestReceivedTimestamp``; when absent or unparsable the stage
+    timestamp; when that is missing too, now.
+    """
+    stage_ts = _timestamps(stage)
+    ts = _timestamps(received)
+    if ts.null_count:
+        ts = pc.coalesce(ts, stage_ts, pa.scalar(time.time_ns() // 1000, _TS_TYPE))
+    return ts, stage_ts
+
+
+def _timestamps(arr: pa.Array) -> pa.Array:
     """Parse RFC 3339 strings to UTC microseconds; null for missing or unparsable.
 
     Arrow's ISO 8601 cast does a batch at once. When it fails on any value, each value
     is parsed as a batch of one would be (Arrow's parser, else kaudit's own), so a
     value never depends on the others in its batch.
     """
-    arr = pa.array(values, pa.string())
     try:
         return arr.cast(_TS_TYPE)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     out: list[int | None] = []
-    for v in values:
+    for v in arr.to_pylist():
         if v is None:
             out.append(None)
             continue
@@ -177,4 +189,4 @@ def _timestamps(values: Sequence[str | None]) -> pa.Array:
     return pa.array(out, pa.int64()).cast(_TS_TYPE)
 
 
-__all__ = ["SCHEMA", "empty_table", "flatten", "flatten_events"]
+__all__ = ["SCHEMA", "empty_table", "event_times", "flatten", "flatten_events"]

@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import importlib
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Final, cast
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from kaudit.store.flatten import SCHEMA, _timestamps
-
-_TS_TYPE: Final = pa.timestamp("us", tz="UTC")
+from kaudit.store.flatten import SCHEMA, event_times
 
 #: The string columns the scanner gives, in its order (``ts``/``stage_ts`` come from
 #: the two timestamp strings, ``rrt`` and ``sts``).
@@ -101,19 +97,20 @@ class Scanned:
     end: int
 
 
-def scan_buffer(buf: bytes, pos: int = 0, *, final: bool = False) -> Scanned:
+def scan_buffer(buf: bytes, pos: int = 0, *, final: bool = False, native: bool = True) -> Scanned:
     """Read the lines of ``buf`` from ``pos``: each that ends in ``\n``, and with
     ``final`` the last one without it too.
 
-    Without the native scanner every line is rejected (the caller reads them all).
+    Without the native scanner (or with ``native=False``) every line is rejected: the
+    caller reads them all.
     A trailing ``\r`` is not part of a row's ``event``, as the line reader strips it.
     """
-    native = _native
-    if native is None:
+    module = _native if native else None
+    if module is None:
         return _all_rejected(buf, pos, final)
     fn = cast(
         Callable[[bytes, int, bool], tuple[int, int, bytes, int, tuple[object, ...], object]],
-        native.scan,
+        module.scan,
     )
     n, lines, rejected_buf, end, cols, key_col = fn(buf, pos, final)
     flat = memoryview(rejected_buf).cast("q").tolist()
@@ -173,10 +170,7 @@ def _table(n: int, cols: tuple[object, ...]) -> pa.Table:
     n_ips = len(i_child[1]) // 4 - 1
     n_ann = len(k_child[1]) // 4 - 1
     code_valid, code_values = cast(tuple[bytes | None, bytes], code)
-    stage_ts = _timestamps_of(strs["sts"])
-    ts = _timestamps_of(strs["rrt"])
-    if ts.null_count:
-        ts = pc.coalesce(ts, stage_ts, pa.scalar(time.time_ns() // 1000, _TS_TYPE))
+    ts, stage_ts = event_times(strs["rrt"], strs["sts"])
     ann_offsets = pa.Array.from_buffers(
         pa.int32(), n + 1, [None, pa.py_buffer(cast(bytes, ann_off))]
     )
@@ -199,14 +193,6 @@ def _table(n: int, cols: tuple[object, ...]) -> pa.Table:
         "cluster": pa.repeat(pa.scalar("", pa.string()), n),
     }
     return pa.Table.from_arrays([columns[f.name] for f in SCHEMA], schema=SCHEMA)
-
-
-def _timestamps_of(arr: pa.Array) -> pa.Array:
-    """``flatten``'s timestamp parsing, from an Arrow string column."""
-    try:
-        return arr.cast(_TS_TYPE)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _timestamps(arr.to_pylist())
 
 
 __all__ = ["Scanned", "available", "scan_buffer", "scan_lines"]
